@@ -1,0 +1,304 @@
+/*
+ * libvmz.h: the C ABI of the vmz bridge.
+ *
+ * The bridge boots a Linux guest (kernel + initrd + command line) with
+ * Apple's Virtualization.framework on macOS, or with QEMU (a child process
+ * driven over QMP) on Linux. Everything is opaque: callers see handles,
+ * error references and callbacks, never the bridge's objects.
+ *
+ * Ownership rules, in one place (each declaration repeats what applies):
+ *  - Strings passed in (config paths, command line) are borrowed for the
+ *    duration of the call only. They must be NUL-terminated valid UTF-8.
+ *  - File descriptors passed in are borrowed for the duration of the call:
+ *    the bridge duplicates what it keeps. The caller may close its own
+ *    descriptors as soon as the call returns.
+ *  - A VMZHandle is owned by the bridge and opaque: never dereference it.
+ *    The caller releases it exactly once with vmz_release(); after that it
+ *    must not be used again (the bridge detects most such uses and answers
+ *    VMZ_ERROR_INVALID_ARGUMENT, but do not rely on it).
+ *  - Every VMZErrorRef the bridge hands out (through an out-parameter or a
+ *    callback argument) is owned by the receiver, who frees it exactly once
+ *    with vmz_error_free(). The message string belongs to the error and lives
+ *    until the error is freed.
+ *  - Callbacks run on a bridge-owned serial queue (one per VM), never on the
+ *    caller's thread, and never concurrently for the same VM. Each fires at
+ *    most once per event; after vmz_release() returns, no callback for that
+ *    handle runs again and release_context (if set) has been called.
+ *  - Functions may be called from any thread, including from inside a
+ *    callback.
+ *
+ * Versioning: VMZ_ABI_VERSION grows when the ABI grows. Structs passed in
+ * start with a `struct_size` field set to sizeof(struct) as the caller was
+ * compiled; the bridge reads only the fields that size covers and treats
+ * the rest as zero, so old callers keep working against a newer bridge.
+ */
+#ifndef LIBVMZ_H
+#define LIBVMZ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The ABI version this header describes. Compare with vmz_abi_version(). */
+#define VMZ_ABI_VERSION 1
+
+/** A VM owned by the bridge. Opaque; released with vmz_release(). */
+typedef struct VMZMachine *VMZHandle;
+
+/** An error owned by whoever received it; freed with vmz_error_free(). */
+typedef struct VMZError *VMZErrorRef;
+
+/** Error codes carried by a VMZErrorRef (vmz_error_code()). Stable values. */
+typedef enum VMZErrorCode {
+    /** A NULL pointer, a non-UTF-8 string, a bad struct_size or handle. */
+    VMZ_ERROR_INVALID_ARGUMENT = 1,
+    /** The kernel is missing, not a regular file, unreadable or of an
+     *  unsupported format. */
+    VMZ_ERROR_KERNEL = 2,
+    /** The initial ramdisk is missing, not a regular file or unreadable. */
+    VMZ_ERROR_INITRD = 3,
+    /** The kernel command line is too long. */
+    VMZ_ERROR_COMMAND_LINE = 4,
+    /** The CPU count is outside the engine's limits (vmz_get_limits()). */
+    VMZ_ERROR_CPU_COUNT = 5,
+    /** The memory size is outside the limits or not a whole MiB. */
+    VMZ_ERROR_MEMORY_SIZE = 6,
+    /** A serial descriptor is not open, or open in the wrong direction. */
+    VMZ_ERROR_SERIAL_FD = 7,
+    /** The requested accelerator is unknown or not usable here. */
+    VMZ_ERROR_ACCELERATOR = 8,
+    /** The operation is not allowed in the VM's current state (start twice,
+     *  stop before start, ...). */
+    VMZ_ERROR_INVALID_STATE = 9,
+    /** The engine cannot run here (no QEMU binary, no Virtualization
+     *  support, missing entitlement). */
+    VMZ_ERROR_ENGINE_UNAVAILABLE = 10,
+    /** The engine failed to start the VM (the message says why, with the
+     *  engine's own output where there is any). */
+    VMZ_ERROR_START_FAILED = 11,
+    /** The VM stopped because of an error at run time (engine crashed or was
+     *  killed, guest panicked where detectable, ...). */
+    VMZ_ERROR_RUNTIME = 12,
+    /** An operating system call failed (the message names it and errno). */
+    VMZ_ERROR_IO = 13,
+    /** A bug in the bridge. */
+    VMZ_ERROR_INTERNAL = 14,
+} VMZErrorCode;
+
+/** How the guest's CPUs are run. */
+typedef enum VMZAccelerator {
+    /** KVM (Linux) where it really runs, otherwise software emulation.
+     *  On Linux the environment variable VMZ_ACCEL (kvm, tcg or auto)
+     *  overrides this choice, and only this one. */
+    VMZ_ACCEL_AUTO = 0,
+    /** Hardware virtualization: KVM on Linux, Hypervisor.framework on macOS. */
+    VMZ_ACCEL_HARDWARE = 1,
+    /** Software emulation (QEMU TCG). Linux only. */
+    VMZ_ACCEL_SOFTWARE = 2,
+} VMZAccelerator;
+
+/** The life cycle of a VM. A handle runs at most one VM life: created,
+ *  starting, running, stopping, then stopped or error (both final). */
+typedef enum VMZState {
+    VMZ_STATE_CREATED = 0,
+    VMZ_STATE_STARTING = 1,
+    VMZ_STATE_RUNNING = 2,
+    VMZ_STATE_STOPPING = 3,
+    VMZ_STATE_STOPPED = 4,
+    VMZ_STATE_ERROR = 5,
+} VMZState;
+
+/** Serial descriptor value: "use the default" (no input; output to the
+ *  process's standard output). */
+#define VMZ_FD_DEFAULT (-1)
+
+/**
+ * Describes a VM. Borrowed by every call that takes it, for the duration of
+ * the call only.
+ */
+typedef struct VMZConfig {
+    /** sizeof(VMZConfig) as the caller knows it. Required. */
+    uint32_t struct_size;
+    /** Path of the kernel (x86_64: bzImage or an uncompressed vmlinux with a
+     *  PVH note; arm64: an uncompressed Image). Required. */
+    const char *kernel_path;
+    /** Path of the initial ramdisk, or NULL for none. */
+    const char *initrd_path;
+    /** Kernel command line, or NULL for an empty one. */
+    const char *command_line;
+    /** The guest's serial input: a readable descriptor (typically the read
+     *  end of a pipe) whose bytes reach the guest's console, or
+     *  VMZ_FD_DEFAULT for no input. Duplicated by vmz_create(). */
+    int32_t read_pipe_fd;
+    /** The guest's serial output: a writable descriptor, or VMZ_FD_DEFAULT
+     *  for the process's standard output. Duplicated by vmz_create(). */
+    int32_t write_pipe_fd;
+    /** Number of virtual CPUs, within vmz_get_limits(). */
+    uint32_t cpu_count;
+    /** Guest memory in bytes: a whole number of MiB within vmz_get_limits(). */
+    uint64_t memory_size;
+    /** Give the guest one virtio NIC on a NAT (user-mode) network, with no
+     *  host port forwards. */
+    bool enable_nat;
+    /** A VMZAccelerator value. */
+    uint32_t accelerator;
+} VMZConfig;
+
+/** The engine's limits on this host. */
+typedef struct VMZLimits {
+    /** sizeof(VMZLimits) as the caller knows it. Required. */
+    uint32_t struct_size;
+    uint32_t min_cpu_count;
+    uint32_t max_cpu_count;
+    uint64_t min_memory_size;
+    uint64_t max_memory_size;
+    /** Longest kernel command line accepted, in bytes (without the NUL). */
+    uint64_t max_command_line_length;
+} VMZLimits;
+
+/**
+ * Completion of vmz_start() or vmz_force_stop(). `error` is NULL on success;
+ * otherwise the receiver owns it and frees it with vmz_error_free().
+ * Called exactly once for each call that returned true.
+ */
+typedef void (*VMZCompletionCallback)(void *context, VMZErrorRef error);
+
+/**
+ * VM-level callbacks, registered with vmz_create(). Every pointer may be
+ * NULL. Of guest_did_stop and did_stop_with_error at most one fires, at most
+ * once: they report that the VM ended on its own (the guest powered off, or
+ * an error). A stop the caller forced with vmz_force_stop() is reported by
+ * that call's completion, not here.
+ */
+typedef struct VMZCallbacks {
+    /** sizeof(VMZCallbacks) as the caller knows it. Required. */
+    uint32_t struct_size;
+    /** Passed back to every callback below. */
+    void *context;
+    /** The guest stopped by itself (poweroff, reboot, or a graceful stop
+     *  request it honoured). */
+    void (*guest_did_stop)(void *context);
+    /** The VM stopped because of an error. The receiver owns `error`. */
+    void (*did_stop_with_error)(void *context, VMZErrorRef error);
+    /** Called exactly once, by vmz_release() (or vmz_create() when it
+     *  fails), after the last callback: the place to free `context`. */
+    void (*release_context)(void *context);
+} VMZCallbacks;
+
+/** Log levels of vmz_set_log_callback(). */
+typedef enum VMZLogLevel {
+    VMZ_LOG_ERROR = 1,
+    VMZ_LOG_WARN = 2,
+    VMZ_LOG_INFO = 3,
+    VMZ_LOG_DEBUG = 4,
+    VMZ_LOG_TRACE = 5,
+} VMZLogLevel;
+
+/** Receives the bridge's log lines. `message` is borrowed for the call. */
+typedef void (*VMZLogCallback)(void *context, VMZLogLevel level, const char *message);
+
+/** The ABI version of the linked bridge (VMZ_ABI_VERSION it was built with). */
+uint32_t vmz_abi_version(void);
+
+/**
+ * Fills `limits` (its struct_size set by the caller) with the engine's limits.
+ * Returns false and sets `*error` (if `error` is not NULL) on failure.
+ */
+bool vmz_get_limits(VMZLimits *limits, VMZErrorRef *error);
+
+/**
+ * Checks `config` without starting anything: strings, files (exist, regular,
+ * readable), CPU count, memory size, descriptors, accelerator. Returns true
+ * if valid; otherwise false and sets `*error` (if `error` is not NULL),
+ * which the caller owns.
+ */
+bool vmz_validate_config(const VMZConfig *config, VMZErrorRef *error);
+
+/**
+ * Validates `config` and creates a VM in the CREATED state; nothing runs
+ * yet. `callbacks` may be NULL. Returns the handle, owned by the bridge and
+ * released with vmz_release(); or NULL with `*error` set (the caller owns
+ * it), in which case callbacks->release_context has been called.
+ */
+VMZHandle vmz_create(const VMZConfig *config, const VMZCallbacks *callbacks, VMZErrorRef *error);
+
+/**
+ * Starts the VM (asynchronous). Returns false with `*error` set if it cannot
+ * start now (wrong state, bad handle); `completion` is then not called.
+ * Otherwise returns true and `completion` is called exactly once, on the VM's
+ * queue, when the VM runs or failed to start.
+ */
+bool vmz_start(VMZHandle handle, VMZCompletionCallback completion, void *context, VMZErrorRef *error);
+
+/**
+ * Asks the guest to stop (ACPI power button). Returns once the request is
+ * delivered; the guest decides whether and when to stop, and the VM's end is
+ * reported by guest_did_stop. Returns false with `*error` set when the VM is
+ * not running.
+ */
+bool vmz_request_stop(VMZHandle handle, VMZErrorRef *error);
+
+/**
+ * Stops the VM at once (the guest gets no say). Returns false with `*error`
+ * set if there is nothing to stop; otherwise true, and `completion` (may be
+ * NULL) is called exactly once when the VM has stopped.
+ */
+bool vmz_force_stop(VMZHandle handle, VMZCompletionCallback completion, void *context, VMZErrorRef *error);
+
+/** The VM's current state, or VMZ_STATE_ERROR for an invalid handle. */
+VMZState vmz_get_state(VMZHandle handle);
+
+/**
+ * Releases a handle: stops the VM at once if it still runs, waits until it
+ * has stopped, cancels pending callbacks, calls release_context. Safe to
+ * call from inside a callback of the same VM. NULL is ignored.
+ */
+void vmz_release(VMZHandle handle);
+
+/**
+ * Runs the main dispatch queue forever (never returns). Only for callers that
+ * want the main-queue style; the bridge itself never needs it, because every
+ * VM has its own queue.
+ */
+void vmz_run_loop(void);
+
+/** The error's code (a VMZErrorCode), or 0 for NULL. */
+int32_t vmz_error_code(VMZErrorRef error);
+
+/**
+ * The error's message, UTF-8, NUL-terminated. Owned by the error: valid
+ * until vmz_error_free(error). Never NULL for a live error.
+ */
+const char *vmz_error_message(VMZErrorRef error);
+
+/**
+ * Frees an error. NULL is ignored. Freeing an error twice is a bug of the
+ * caller; the bridge detects it (it logs and ignores the second free) as
+ * long as the pointer has not been reused.
+ */
+void vmz_error_free(VMZErrorRef error);
+
+/**
+ * Sets the function that receives the bridge's log lines (NULL: none) and
+ * the most verbose level it wants. Process-wide.
+ */
+void vmz_set_log_callback(VMZLogCallback callback, void *context, VMZLogLevel max_level);
+
+/** Number of live bridge objects of each kind, for leak checks in tests. */
+typedef struct VMZLiveObjects {
+    uint64_t handles;
+    uint64_t errors;
+} VMZLiveObjects;
+
+/** Counts live handles and errors (not yet released / freed). */
+VMZLiveObjects vmz_live_objects(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBVMZ_H */

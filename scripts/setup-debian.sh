@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Installs what vmz needs to build and test on Debian 12 (bookworm), as root.
+# Idempotent: anything already present is left alone.
+#
+#   swiftc        Debian 13's `swiftlang` (Swift 6.0.3), from trixie pinned low
+#   libclang      for bindgen
+#   qemu-system   the Linux engine (bookworm-backports' QEMU 10 when reachable)
+#   busybox       `busybox-static`, for the test guest's initramfs
+#   cpio, zstd    to pack the initramfs and unpack kernel modules
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup-debian.sh: run as root (it calls apt-get)" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+need=()
+command -v swiftc >/dev/null 2>&1 || need+=(swift)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox)
+# bindgen loads libclang.so (not libclang-cpp, which the toolchain may bring).
+compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || need+=(clang)
+command -v cpio >/dev/null 2>&1 || need+=(cpio)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
+
+if [ ${#need[@]} -eq 0 ]; then
+    echo "setup-debian.sh: everything is installed"
+    exit 0
+fi
+echo "setup-debian.sh: installing: ${need[*]}"
+
+# Debian 13 (trixie) only for swiftlang, pinned below bookworm so nothing else
+# is upgraded from it.
+if [ ! -f /etc/apt/sources.list.d/vmz-trixie.sources ]; then
+    cat >/etc/apt/sources.list.d/vmz-trixie.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    cat >/etc/apt/preferences.d/vmz-trixie <<'PIN'
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+PIN
+fi
+if [ ! -f /etc/apt/sources.list.d/vmz-backports.sources ]; then
+    cat >/etc/apt/sources.list.d/vmz-backports.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+# Third-party sources on the machine may be unreachable; Debian's must not be.
+apt-get update -o Acquire::Retries=3 || true
+
+pkgs=()
+for n in "${need[@]}"; do
+    case "$n" in
+        qemu) pkgs+=(qemu-system-x86) ;;
+        busybox) pkgs+=(busybox-static) ;;
+        clang) pkgs+=(libclang-dev) ;;
+        cpio) pkgs+=(cpio) ;;
+        zstd) pkgs+=(zstd) ;;
+    esac
+done
+if [ ${#pkgs[@]} -gt 0 ]; then
+    apt-get install -y --no-install-recommends "${pkgs[@]}"
+fi
+if [[ " ${need[*]} " == *" swift "* ]]; then
+    apt-get install -y -t trixie swiftlang
+fi
+
+swiftc --version
+qemu-system-x86_64 --version | head -n1

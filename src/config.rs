@@ -1,0 +1,372 @@
+//! VM configuration: a builder, validation, and the engine's limits.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+const MIB: u64 = 1 << 20;
+
+/// How the guest's CPUs are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Accelerator {
+    /// Hardware virtualization where it really works, otherwise software
+    /// emulation. On Linux the environment variable `VMZ_ACCEL` (`kvm`,
+    /// `tcg` or `auto`) overrides this choice, and only this one. KVM is
+    /// picked only when `/dev/kvm` opens, the CPU advertises `vmx`/`svm`, and
+    /// no software-only KVM module (`kvm_pvm`) is loaded.
+    #[default]
+    Auto,
+    /// KVM on Linux, Hypervisor.framework on macOS.
+    Hardware,
+    /// Software emulation (QEMU TCG). Linux only.
+    Software,
+}
+
+impl Accelerator {
+    fn to_raw(self) -> u32 {
+        match self {
+            Accelerator::Auto => sys::VMZ_ACCEL_AUTO,
+            Accelerator::Hardware => sys::VMZ_ACCEL_HARDWARE,
+            Accelerator::Software => sys::VMZ_ACCEL_SOFTWARE,
+        }
+    }
+}
+
+/// A VM's configuration. Build one with [`Config::builder`].
+///
+/// Cheap to clone; serial descriptors are shared between clones and the
+/// bridge duplicates them when a [`Machine`](crate::Machine) is created, so
+/// the `Config` may be dropped right after.
+///
+/// ```no_run
+/// let config = vmz::Config::builder("guest/vmlinux")
+///     .initrd("guest/initrd.img")
+///     .command_line("console=ttyS0")
+///     .cpus(2)
+///     .memory_mib(512)
+///     .build()?;
+/// config.validate()?;
+/// # Ok::<(), vmz::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    kernel: PathBuf,
+    initrd: Option<PathBuf>,
+    command_line: String,
+    serial_input: Option<Arc<OwnedFd>>,
+    serial_output: Option<Arc<OwnedFd>>,
+    cpus: u32,
+    memory: u64,
+    nat: bool,
+    accelerator: Accelerator,
+}
+
+/// Builds a [`Config`]. Defaults: no initrd, empty command line, 1 CPU,
+/// 512 MiB, NAT on, [`Accelerator::Auto`], no serial input, serial output
+/// to the process's standard output.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl Config {
+    /// Starts a configuration that boots `kernel` (x86_64: a bzImage or an
+    /// uncompressed `vmlinux` with a PVH note, which boots fastest; arm64: an
+    /// uncompressed `Image`).
+    pub fn builder(kernel: impl Into<PathBuf>) -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config {
+                kernel: kernel.into(),
+                initrd: None,
+                command_line: String::new(),
+                serial_input: None,
+                serial_output: None,
+                cpus: 1,
+                memory: 512 * MIB,
+                nat: true,
+                accelerator: Accelerator::Auto,
+            },
+        }
+    }
+
+    /// Checks the configuration as the engine would, without starting
+    /// anything: files exist and are regular, readable files of a bootable
+    /// format; CPU count and memory are within [`Limits`]; descriptors are
+    /// open in the right direction; the accelerator is usable.
+    ///
+    /// ```no_run
+    /// let err = vmz::Config::builder("/nonexistent").build()?.validate().unwrap_err();
+    /// assert_eq!(err.code(), vmz::ErrorCode::Kernel);
+    /// # Ok::<(), vmz::Error>(())
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        crate::log_bridge::init();
+        self.with_raw(|raw| {
+            let mut err: sys::VMZErrorRef = std::ptr::null_mut();
+            // SAFETY: `raw` and its strings are valid for this call; `err`
+            // is a valid out-parameter whose error we take ownership of.
+            let ok = unsafe { sys::vmz_validate_config(raw, &mut err) };
+            if ok {
+                Ok(())
+            } else {
+                // SAFETY: on failure the bridge stored an error we now own.
+                Err(unsafe { Error::from_out(err) })
+            }
+        })?
+    }
+
+    /// The kernel path.
+    pub fn kernel(&self) -> &Path {
+        &self.kernel
+    }
+
+    /// The initial ramdisk path, if any.
+    pub fn initrd(&self) -> Option<&Path> {
+        self.initrd.as_deref()
+    }
+
+    /// The kernel command line.
+    pub fn command_line(&self) -> &str {
+        &self.command_line
+    }
+
+    /// Number of virtual CPUs.
+    pub fn cpus(&self) -> u32 {
+        self.cpus
+    }
+
+    /// Guest memory in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory
+    }
+
+    /// Whether the guest gets a NAT network.
+    pub fn nat(&self) -> bool {
+        self.nat
+    }
+
+    /// The requested accelerator.
+    pub fn accelerator(&self) -> Accelerator {
+        self.accelerator
+    }
+
+    /// Calls `f` with the C view of this configuration, whose strings live
+    /// for the duration of the call.
+    pub(crate) fn with_raw<R>(&self, f: impl FnOnce(&sys::VMZConfig) -> R) -> Result<R> {
+        let kernel = path_cstring("kernel path", &self.kernel)?;
+        let initrd = self
+            .initrd
+            .as_deref()
+            .map(|p| path_cstring("initrd path", p))
+            .transpose()?;
+        let cmdline = cstring("command line", self.command_line.as_bytes())?;
+        let raw = sys::VMZConfig {
+            struct_size: std::mem::size_of::<sys::VMZConfig>() as u32,
+            kernel_path: kernel.as_ptr(),
+            initrd_path: initrd.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            command_line: cmdline.as_ptr(),
+            read_pipe_fd: self
+                .serial_input
+                .as_ref()
+                .map_or(sys::VMZ_FD_DEFAULT, |fd| fd.as_raw_fd()),
+            write_pipe_fd: self
+                .serial_output
+                .as_ref()
+                .map_or(sys::VMZ_FD_DEFAULT, |fd| fd.as_raw_fd()),
+            cpu_count: self.cpus,
+            memory_size: self.memory,
+            enable_nat: self.nat,
+            accelerator: self.accelerator.to_raw(),
+        };
+        Ok(f(&raw))
+    }
+}
+
+fn cstring(field: &'static str, bytes: &[u8]) -> Result<CString> {
+    CString::new(bytes).map_err(|e| Error::InteriorNul {
+        field,
+        offset: e.nul_position(),
+    })
+}
+
+fn path_cstring(field: &'static str, path: &Path) -> Result<CString> {
+    let s = path.to_str().ok_or_else(|| Error::NonUtf8Path {
+        field,
+        path: path.to_path_buf(),
+    })?;
+    cstring(field, s.as_bytes())
+}
+
+impl ConfigBuilder {
+    /// The initial ramdisk.
+    pub fn initrd(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.initrd = Some(path.into());
+        self
+    }
+
+    /// The kernel command line, passed to the guest as it is: vmz adds
+    /// nothing. The console is `ttyS0` with the QEMU engine (Linux) and
+    /// `hvc0` with Virtualization.framework (macOS).
+    pub fn command_line(mut self, cmdline: impl Into<String>) -> Self {
+        self.config.command_line = cmdline.into();
+        self
+    }
+
+    /// Number of virtual CPUs (see [`Limits`]).
+    pub fn cpus(mut self, cpus: u32) -> Self {
+        self.config.cpus = cpus;
+        self
+    }
+
+    /// Guest memory in MiB.
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.config.memory = mib.saturating_mul(MIB);
+        self
+    }
+
+    /// Guest memory in bytes; must be a whole number of MiB.
+    pub fn memory_bytes(mut self, bytes: u64) -> Self {
+        self.config.memory = bytes;
+        self
+    }
+
+    /// A NAT network (one virtio NIC; QEMU user-mode networking on Linux, no
+    /// host port forwards). On by default.
+    pub fn nat(mut self, enabled: bool) -> Self {
+        self.config.nat = enabled;
+        self
+    }
+
+    /// The accelerator (default [`Accelerator::Auto`]).
+    pub fn accelerator(mut self, accelerator: Accelerator) -> Self {
+        self.config.accelerator = accelerator;
+        self
+    }
+
+    /// Serial input: what is written to the other end of this descriptor
+    /// (typically the read end of a pipe, e.g. from [`std::io::pipe`])
+    /// reaches the guest's console. Default: no input.
+    pub fn serial_input(mut self, fd: impl Into<OwnedFd>) -> Self {
+        self.config.serial_input = Some(Arc::new(fd.into()));
+        self
+    }
+
+    /// Serial output: where the guest's console output goes (a pipe, file
+    /// or socket). Default: the process's standard output.
+    pub fn serial_output(mut self, fd: impl Into<OwnedFd>) -> Self {
+        self.config.serial_output = Some(Arc::new(fd.into()));
+        self
+    }
+
+    /// Finishes the configuration. Only checks what C cannot carry (NUL
+    /// bytes, non-UTF-8 paths); [`Config::validate`] and
+    /// [`Machine::new`](crate::Machine::new) check the rest.
+    pub fn build(self) -> Result<Config> {
+        self.config.with_raw(|_| ())?;
+        Ok(self.config)
+    }
+}
+
+/// The engine's limits on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Fewest virtual CPUs.
+    pub min_cpus: u32,
+    /// Most virtual CPUs (the host's CPU count).
+    pub max_cpus: u32,
+    /// Least guest memory, in bytes.
+    pub min_memory: u64,
+    /// Most guest memory, in bytes.
+    pub max_memory: u64,
+    /// Longest kernel command line, in bytes.
+    pub max_command_line: u64,
+}
+
+impl Limits {
+    /// Asks the engine.
+    ///
+    /// ```
+    /// let limits = vmz::Limits::query()?;
+    /// assert!(limits.min_cpus >= 1 && limits.max_cpus >= limits.min_cpus);
+    /// # Ok::<(), vmz::Error>(())
+    /// ```
+    pub fn query() -> Result<Limits> {
+        let mut raw = sys::VMZLimits {
+            struct_size: std::mem::size_of::<sys::VMZLimits>() as u32,
+            ..Default::default()
+        };
+        let mut err: sys::VMZErrorRef = std::ptr::null_mut();
+        // SAFETY: both pointers are valid for the call.
+        if !unsafe { sys::vmz_get_limits(&mut raw, &mut err) } {
+            // SAFETY: on failure we own the error stored in `err`.
+            return Err(unsafe { Error::from_out(err) });
+        }
+        Ok(Limits {
+            min_cpus: raw.min_cpu_count,
+            max_cpus: raw.max_cpu_count,
+            min_memory: raw.min_memory_size,
+            max_memory: raw.max_memory_size,
+            max_command_line: raw.max_command_line_length,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+
+    #[test]
+    fn builder_defaults() {
+        let c = Config::builder("k").build().unwrap();
+        assert_eq!(c.kernel(), Path::new("k"));
+        assert_eq!(c.initrd(), None);
+        assert_eq!(c.command_line(), "");
+        assert_eq!(c.cpus(), 1);
+        assert_eq!(c.memory_bytes(), 512 * MIB);
+        assert!(c.nat());
+        assert_eq!(c.accelerator(), Accelerator::Auto);
+    }
+
+    #[test]
+    fn interior_nul_is_caught_before_c() {
+        let e = Config::builder("k")
+            .command_line("a\0b")
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            Error::InteriorNul {
+                field: "command line",
+                offset: 1
+            }
+        ));
+        let e = Config::builder("ke\0rnel").build().unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn non_utf8_path_is_rejected() {
+        use std::os::unix::ffi::OsStrExt;
+        let p = std::ffi::OsStr::from_bytes(b"/tmp/\xff");
+        let e = Config::builder(p).build().unwrap_err();
+        assert!(matches!(e, Error::NonUtf8Path { field: "kernel path", .. }));
+    }
+
+    #[test]
+    fn limits_are_sane() {
+        let l = Limits::query().unwrap();
+        assert_eq!(l.min_cpus, 1);
+        assert!(l.max_cpus >= 1);
+        assert!(l.min_memory > 0 && l.min_memory % MIB == 0);
+        assert!(l.max_memory >= l.min_memory);
+        assert!(l.max_command_line >= 255);
+    }
+}

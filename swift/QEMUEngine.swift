@@ -1,0 +1,487 @@
+// The Linux engine: QEMU as a child process, driven over QMP.
+//
+// Boot path (measured on our machines, see ../shared/reference): the `pc`
+// machine with -nodefaults. It boots both a bzImage and an uncompressed
+// vmlinux through its PVH entry, and it has ACPI, so a graceful stop is the
+// ACPI power button (QMP system_powerdown). `microvm` was faster by ~0.2 s
+// but hung in some boots with ACPI, and without ACPI it has no power button.
+//
+// Files reach QEMU as inherited descriptors (/dev/fd/N), never as paths on
+// its command line: no path can be read as a QEMU option, and the file that
+// was validated is the file that boots.
+
+#if os(Linux)
+import Glibc
+import Dispatch
+
+/// Descriptor numbers in the QEMU child.
+private enum ChildFD {
+    static let stdin: Int32 = 0, stdout: Int32 = 1, stderr: Int32 = 2
+    static let kernel: Int32 = 3, initrd: Int32 = 4, qmp: Int32 = 5
+    static let count = 6
+}
+
+final class QEMUEngine: VMEngine {
+    private let config: ParsedConfig
+    private let queue: DispatchQueue
+    private weak var delegate: EngineDelegate?
+    private let binary: String
+    private let accelerator: Accelerator
+
+    /// Duplicates of the caller's serial descriptors, owned here.
+    private var inputFD: Int32 = -1
+    private var outputFD: Int32 = -1
+
+    // Run time, on `queue`.
+    private var pid: pid_t = -1
+    private var processSource: DispatchSourceRead?
+    private var stderrSource: DispatchSourceRead?
+    private var stderrTail = [UInt8]()
+    private var qmp: QMPClient?
+    private var startCompletion: ((BridgeError?) -> Void)?
+    private var shutdownEvent: (guest: Bool, reason: String)?
+    private var panicked = false
+    private var forced = false
+    private var exited = false
+
+    private static let stderrLimit = 16 * 1024
+
+    // MARK: Limits and validation
+
+    static func limits() throws -> Limits {
+        let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let pages = UInt64(max(0, sysconf(Int32(_SC_PHYS_PAGES))))
+        let pageSize = UInt64(max(0, sysconf(Int32(_SC_PAGESIZE))))
+        let physical = pages * pageSize / mib * mib
+        return Limits(
+            minCPUs: 1,
+            // QEMU's pc machine takes more (TCG), but more vCPUs than host
+            // CPUs only slows a guest down, and it matches what
+            // Virtualization.framework allows.
+            maxCPUs: min(cpus, 255),
+            minMemory: 64 * mib,
+            maxMemory: max(64 * mib, physical),
+            // COMMAND_LINE_SIZE of x86 and arm64 Linux is 2048, NUL included.
+            maxCommandLine: 2047
+        )
+    }
+
+    static func validate(_ config: ParsedConfig) throws {
+        try checkKernelFormat(config.kernelPath)
+        _ = try resolveAccelerator(config.accelerator)
+    }
+
+    /// x86_64 takes a bzImage ("HdrS" at 0x202) or an ELF vmlinux (PVH).
+    private static func checkKernelFormat(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) cannot be read") }
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: 0x210)
+        let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        if n >= 4 && header[0..<4] == [0x7f, 0x45, 0x4c, 0x46] { return }
+        if n >= 0x206 && header[0x202..<0x206] == Array("HdrS".utf8)[...] { return }
+        throw BridgeError(
+            VMZ_ERROR_KERNEL,
+            "kernel \(quoted(path)) is neither a bzImage nor an ELF vmlinux (wrong file, or a compressed vmlinux.gz?)"
+        )
+    }
+
+    /// The accelerator to use: the caller's explicit choice, else VMZ_ACCEL,
+    /// else KVM only where it really runs.
+    static func resolveAccelerator(_ requested: Accelerator) throws -> Accelerator {
+        var choice = requested
+        if choice == .auto, let env = getenv("VMZ_ACCEL").map({ String(cString: $0) }), !env.isEmpty {
+            switch env.lowercased() {
+            case "kvm", "hardware": choice = .hardware
+            case "tcg", "software": choice = .software
+            case "auto": choice = .auto
+            default:
+                throw BridgeError(VMZ_ERROR_ACCELERATOR, "VMZ_ACCEL=\(env) is not one of kvm, tcg, auto")
+            }
+        }
+        switch choice {
+        case .software:
+            return .software
+        case .hardware:
+            if let why = kvmUnusable(requireCPUFlag: false) {
+                throw BridgeError(VMZ_ERROR_ACCELERATOR, "KVM was requested but \(why)")
+            }
+            return .hardware
+        case .auto:
+            if let why = kvmUnusable(requireCPUFlag: true) {
+                log(.debug, "accelerator: TCG, because \(why)")
+                return .software
+            }
+            log(.debug, "accelerator: KVM")
+            return .hardware
+        }
+    }
+
+    /// Why KVM cannot be used here, or nil. Auto-detection is strict: a
+    /// KVM that opens but cannot run a guest (nested without hardware
+    /// support, the software-only kvm_pvm module) hangs guests forever.
+    private static func kvmUnusable(requireCPUFlag: Bool) -> String? {
+        let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
+        if fd < 0 { return "/dev/kvm cannot be opened (\(String(cString: strerror(errno))))" }
+        close(fd)
+        guard requireCPUFlag else { return nil }
+        if access("/sys/module/kvm_pvm", F_OK) == 0 {
+            return "the kvm_pvm module (software-only KVM) is loaded"
+        }
+        #if arch(x86_64)
+        if !cpuHasVirtualizationFlag() { return "the CPU advertises neither vmx nor svm" }
+        #endif
+        return nil
+    }
+
+    private static func cpuHasVirtualizationFlag() -> Bool {
+        guard let f = fopen("/proc/cpuinfo", "re") else { return false }
+        defer { fclose(f) }
+        var line: UnsafeMutablePointer<CChar>?
+        var cap = 0
+        defer { free(line) }
+        while getline(&line, &cap, f) > 0 {
+            let s = String(cString: line!)
+            guard s.hasPrefix("flags") else { continue }
+            let flags = s.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
+            return flags.contains("vmx") || flags.contains("svm")
+        }
+        return false
+    }
+
+    /// VMZ_QEMU, else qemu-system-<arch> on PATH.
+    private static func findBinary() throws -> String {
+        if let env = getenv("VMZ_QEMU").map({ String(cString: $0) }), !env.isEmpty {
+            guard access(env, X_OK) == 0 else {
+                throw BridgeError(VMZ_ERROR_ENGINE_UNAVAILABLE, "VMZ_QEMU=\(env) is not an executable file")
+            }
+            return env
+        }
+        #if arch(x86_64)
+        let name = "qemu-system-x86_64"
+        #elseif arch(arm64)
+        let name = "qemu-system-aarch64"
+        #endif
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
+        for dir in path.split(separator: ":") where !dir.isEmpty {
+            let candidate = "\(dir)/\(name)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        throw BridgeError(
+            VMZ_ERROR_ENGINE_UNAVAILABLE,
+            "\(name) was not found on PATH (install QEMU: apt-get install qemu-system-x86, or set VMZ_QEMU)"
+        )
+    }
+
+    // MARK: Life cycle
+
+    init(config: ParsedConfig, queue: DispatchQueue, delegate: EngineDelegate) throws {
+        try QEMUEngine.validate(config)
+        self.config = config
+        self.queue = queue
+        self.delegate = delegate
+        binary = try QEMUEngine.findBinary()
+        accelerator = try QEMUEngine.resolveAccelerator(config.accelerator)
+        if config.inputFD != VMZ_FD_DEFAULT {
+            inputFD = try duplicate(config.inputFD)
+            if isatty(inputFD) != 0 {
+                log(.warn, "serial input is a terminal: QEMU runs in its own process group and cannot read it; pass a pipe")
+            }
+        }
+        do {
+            outputFD = try duplicate(config.outputFD == VMZ_FD_DEFAULT ? STDOUT_FILENO : config.outputFD)
+        } catch {
+            closeSerial()
+            throw error
+        }
+    }
+
+    deinit {
+        closeSerial()
+        log(.trace, "QEMU engine freed")
+    }
+
+    private func closeSerial() {
+        if inputFD >= 0 { close(inputFD) }
+        if outputFD >= 0 { close(outputFD) }
+        inputFD = -1
+        outputFD = -1
+    }
+
+    func start(completion: @escaping (BridgeError?) -> Void) {
+        startCompletion = completion
+        do {
+            try launch()
+        } catch let error as BridgeError {
+            startCompletion = nil
+            completion(error)
+        } catch {
+            startCompletion = nil
+            completion(BridgeError(VMZ_ERROR_INTERNAL, "\(error)"))
+        }
+    }
+
+    private func arguments() -> [String] {
+        var args = [binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
+        switch accelerator {
+        case .hardware: args += ["-accel", "kvm", "-cpu", "host"]
+        default: args += ["-accel", "tcg"]
+        }
+        #if arch(x86_64)
+        args += ["-machine", "pc"]
+        #else
+        args += ["-machine", "virt", "-cpu", "max"]
+        #endif
+        args += ["-smp", "\(config.cpuCount)", "-m", "\(config.memorySize / mib)M"]
+        args += ["-kernel", "/dev/fd/\(ChildFD.kernel)"]
+        if config.initrdPath != nil { args += ["-initrd", "/dev/fd/\(ChildFD.initrd)"] }
+        args += ["-append", config.commandLine]
+        args += ["-chardev", "stdio,id=serial0,signal=off", "-serial", "chardev:serial0"]
+        args += ["-chardev", "socket,id=qmp,fd=\(ChildFD.qmp),server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
+        if config.enableNAT {
+            // User-mode networking: outbound NAT, no host port forwards.
+            args += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile="]
+        }
+        return args
+    }
+
+    private func launch() throws {
+        // Everything opened here is closed at the end of this function: the
+        // child has its copies, and the QMP client has its own connection.
+        var opened: [Int32] = []
+        defer { for fd in opened { close(fd) } }
+        func openFile(_ path: String, _ code: VMZErrorCode, _ what: String) throws -> Int32 {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            if fd < 0 { throw BridgeError(code, "\(what) \(quoted(path)) cannot be opened: \(String(cString: strerror(errno)))") }
+            opened.append(fd)
+            return fd
+        }
+
+        var childFDs = [Int32](repeating: -1, count: ChildFD.count)
+        childFDs[Int(ChildFD.stdin)] = inputFD >= 0 ? inputFD : try openFile("/dev/null", VMZ_ERROR_IO, "null device")
+        childFDs[Int(ChildFD.stdout)] = outputFD
+        childFDs[Int(ChildFD.kernel)] = try openFile(config.kernelPath, VMZ_ERROR_KERNEL, "kernel")
+        if let initrd = config.initrdPath {
+            childFDs[Int(ChildFD.initrd)] = try openFile(initrd, VMZ_ERROR_INITRD, "initrd")
+        }
+
+        var errPipe: [Int32] = [-1, -1]
+        let pipeErr = vmz_pipe_cloexec(&errPipe)
+        if pipeErr != 0 { throw BridgeError.system("pipe2", pipeErr) }
+        opened.append(errPipe[1])
+        let stderrRead = errPipe[0]
+        childFDs[Int(ChildFD.stderr)] = errPipe[1]
+
+        // The QMP socket lives in a private directory (0700) only until the
+        // client is connected; then both are removed.
+        let dir = try makePrivateDirectory()
+        let socketPath = dir + "/qmp.sock"
+        defer {
+            unlink(socketPath)
+            rmdir(dir)
+        }
+        let listener = try listenUnix(socketPath)
+        opened.append(listener)
+        childFDs[Int(ChildFD.qmp)] = listener
+
+        let args = arguments()
+        log(.debug, "spawning: \(args.map(quoted).joined(separator: " "))")
+        var cArgs = args.map { strdup($0) }
+        cArgs.append(nil)
+        defer { for p in cArgs { free(p) } }
+        var childPid: pid_t = -1
+        var pidfd: Int32 = -1
+        let rc = vmz_spawn(binary, &cArgs, childFDs, Int32(childFDs.count), &childPid, &pidfd)
+        if rc != 0 {
+            close(stderrRead)
+            throw BridgeError(VMZ_ERROR_START_FAILED, "cannot run \(binary): \(String(cString: strerror(rc)))")
+        }
+        pid = childPid
+        log(.info, "QEMU started, pid \(pid), accelerator \(accelerator == .hardware ? "kvm" : "tcg")")
+
+        watchStderr(stderrRead)
+        let ps = DispatchSource.makeReadSource(fileDescriptor: pidfd, queue: queue)
+        ps.setEventHandler { [self] in processExited() }
+        ps.setCancelHandler { close(pidfd) }
+        processSource = ps
+        ps.resume()
+
+        // The listener already queues our connection: no polling, no race
+        // with QEMU's start-up.
+        let client = try QMPClient(path: socketPath, queue: queue)
+        client.onMessage = { [unowned self] in self.handle($0) }
+        qmp = client
+        client.resume()
+    }
+
+    private func makePrivateDirectory() throws -> String {
+        var base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        // sockaddr_un holds 108 bytes: keep the socket path short.
+        if base.isEmpty || base.utf8.count > 60 { base = "/tmp" }
+        var template = Array("\(base)/vmz-XXXXXX".utf8CString)
+        guard let p = mkdtemp(&template) else { throw BridgeError.system("mkdtemp", errno, base) }
+        return String(cString: p)
+    }
+
+    private func listenUnix(_ path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw BridgeError.system("socket") }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if bound != 0 || listen(fd, 1) != 0 {
+            let e = errno
+            close(fd)
+            throw BridgeError.system("bind/listen", e, "QMP socket")
+        }
+        return fd
+    }
+
+    private func watchStderr(_ fd: Int32) {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let s = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        s.setEventHandler { [self] in
+            if drainStderr(fd) { stderrSource?.cancel() }
+        }
+        s.setCancelHandler { close(fd) }
+        stderrSource = s
+        s.resume()
+    }
+
+    /// Reads what QEMU wrote to stderr, keeping the tail; true at EOF.
+    private func drainStderr(_ fd: Int32) -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                stderrTail.append(contentsOf: chunk[0..<n])
+                if stderrTail.count > QEMUEngine.stderrLimit {
+                    stderrTail.removeFirst(stderrTail.count - QEMUEngine.stderrLimit)
+                }
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            return !(n < 0 && errno == EAGAIN)
+        }
+    }
+
+    private var stderrText: String {
+        var s = String(decoding: stderrTail, as: UTF8.self)
+        while s.last == "\n" || s.last == " " { s.removeLast() }
+        return s
+    }
+
+    // MARK: QMP
+
+    private func handle(_ message: JSON) {
+        if message["QMP"] != nil {
+            log(.trace, "QMP greeting")
+            do {
+                try qmp?.execute("qmp_capabilities")
+            } catch let e as BridgeError {
+                log(.warn, "QMP: \(e.message)")
+            } catch {}
+        } else if let event = message["event"]?.string {
+            log(.debug, "QMP event \(event)")
+            switch event {
+            case "SHUTDOWN":
+                let data = message["data"]
+                shutdownEvent = (data?["guest"]?.bool ?? false, data?["reason"]?.string ?? "")
+            case "GUEST_PANICKED":
+                panicked = true
+            default:
+                break
+            }
+        } else if message["return"] != nil {
+            if let completion = startCompletion {
+                // The first return answers qmp_capabilities: QEMU loaded the
+                // kernel, built the machine and runs its main loop.
+                startCompletion = nil
+                completion(nil)
+            }
+        } else if let error = message["error"] {
+            log(.warn, "QMP error: \(error["desc"]?.string ?? "?")")
+        }
+    }
+
+    func requestStop() throws {
+        guard let qmp, startCompletion == nil, !exited else {
+            throw BridgeError(VMZ_ERROR_INVALID_STATE, "QEMU is not running")
+        }
+        // The ACPI power button; the guest decides what to do with it.
+        try qmp.execute("system_powerdown")
+    }
+
+    func forceStop() {
+        forced = true
+        if pid > 0 && !exited {
+            kill(pid, SIGKILL)
+        }
+    }
+
+    private func processExited() {
+        guard !exited else { return }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        exited = true
+        processSource?.cancel()
+        processSource = nil
+        // Events QEMU sent before it died are still in the socket: read them
+        // now, so the order of the two event sources does not matter.
+        qmp?.readAvailable()
+        qmp?.disconnect()
+        qmp = nil
+        if let s = stderrSource {
+            _ = drainStderr(Int32(s.handle))
+            s.cancel()
+            stderrSource = nil
+        }
+        closeSerial()
+
+        let how = outcome(status)
+        log(.debug, "QEMU pid \(pid) exited: \(describe(status))")
+        if let completion = startCompletion, !forced {
+            startCompletion = nil
+            switch how {
+            case .error(let e): completion(BridgeError(VMZ_ERROR_START_FAILED, e.message))
+            default: completion(BridgeError(VMZ_ERROR_START_FAILED, "QEMU stopped while starting"))
+            }
+            return
+        }
+        startCompletion = nil
+        delegate?.engineDidStop(how)
+    }
+
+    private func outcome(_ status: Int32) -> EngineStop {
+        if forced { return .forced }
+        var stderrNote: String {
+            let t = stderrText
+            return t.isEmpty ? "" : ": \(t)"
+        }
+        if panicked || shutdownEvent?.reason == "guest-panic" {
+            return .error(BridgeError(VMZ_ERROR_RUNTIME, "the guest kernel panicked"))
+        }
+        if let ev = shutdownEvent {
+            if ev.guest { return .guest }
+            return .error(BridgeError(VMZ_ERROR_RUNTIME, "QEMU shut down by itself (\(ev.reason))\(stderrNote)"))
+        }
+        return .error(BridgeError(VMZ_ERROR_RUNTIME, "QEMU \(describe(status))\(stderrNote)"))
+    }
+
+    private func describe(_ status: Int32) -> String {
+        let sig = status & 0x7f
+        if sig == 0 { return "exited with status \((status >> 8) & 0xff)" }
+        let name = strsignal(sig).map { String(cString: $0) } ?? "signal \(sig)"
+        return "was killed by signal \(sig) (\(name))"
+    }
+}
+#endif

@@ -1,0 +1,325 @@
+// A QMP client for the QEMU engine: a small JSON reader (QMP sends one JSON
+// object per line) and the socket plumbing. Linux only.
+
+#if os(Linux)
+import Glibc
+import Dispatch
+
+/// A parsed JSON value (only what QMP messages need).
+indirect enum JSON: Equatable {
+    case object([String: JSON])
+    case array([JSON])
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+    case null
+
+    subscript(key: String) -> JSON? {
+        if case .object(let o) = self { return o[key] }
+        return nil
+    }
+
+    var string: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    var bool: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
+    /// Parses one JSON text; nil when malformed.
+    static func parse(_ bytes: [UInt8]) -> JSON? {
+        var p = JSONParser(bytes: bytes)
+        guard let value = p.value() else { return nil }
+        p.skipSpace()
+        return p.index == bytes.count ? value : nil
+    }
+}
+
+/// A JSON string literal for `s`.
+func jsonQuote(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 {
+                let hex = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+    }
+    return out + "\""
+}
+
+private struct JSONParser {
+    let bytes: [UInt8]
+    var index = 0
+    var depth = 0
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    mutating func skipSpace() {
+        while index < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[index]) { index += 1 }
+    }
+
+    mutating func value() -> JSON? {
+        skipSpace()
+        guard index < bytes.count else { return nil }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return object()
+        case UInt8(ascii: "["): return array()
+        case UInt8(ascii: "\""): return string().map(JSON.string)
+        case UInt8(ascii: "t"): return literal("true", .bool(true))
+        case UInt8(ascii: "f"): return literal("false", .bool(false))
+        case UInt8(ascii: "n"): return literal("null", .null)
+        default: return number()
+        }
+    }
+
+    mutating func literal(_ word: String, _ v: JSON) -> JSON? {
+        let w = Array(word.utf8)
+        guard index + w.count <= bytes.count, Array(bytes[index..<index + w.count]) == w else { return nil }
+        index += w.count
+        return v
+    }
+
+    mutating func number() -> JSON? {
+        let start = index
+        while index < bytes.count, "+-0123456789.eE".utf8.contains(bytes[index]) { index += 1 }
+        guard index > start, let d = Double(String(decoding: bytes[start..<index], as: UTF8.self))
+        else { return nil }
+        return .number(d)
+    }
+
+    mutating func object() -> JSON? {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth < 64 else { return nil }
+        index += 1
+        var out: [String: JSON] = [:]
+        skipSpace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            return .object(out)
+        }
+        while true {
+            skipSpace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), let key = string() else { return nil }
+            skipSpace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
+            index += 1
+            guard let v = value() else { return nil }
+            out[key] = v
+            skipSpace()
+            guard index < bytes.count else { return nil }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+            } else if bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return .object(out)
+            } else {
+                return nil
+            }
+        }
+    }
+
+    mutating func array() -> JSON? {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth < 64 else { return nil }
+        index += 1
+        var out: [JSON] = []
+        skipSpace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            return .array(out)
+        }
+        while true {
+            guard let v = value() else { return nil }
+            out.append(v)
+            skipSpace()
+            guard index < bytes.count else { return nil }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+            } else if bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return .array(out)
+            } else {
+                return nil
+            }
+        }
+    }
+
+    mutating func string() -> String? {
+        index += 1
+        var out = [UInt8]()
+        while index < bytes.count {
+            let b = bytes[index]
+            index += 1
+            switch b {
+            case UInt8(ascii: "\""):
+                return String(decoding: out, as: UTF8.self)
+            case UInt8(ascii: "\\"):
+                guard index < bytes.count else { return nil }
+                let e = bytes[index]
+                index += 1
+                switch e {
+                case UInt8(ascii: "n"): out.append(0x0a)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "r"): out.append(0x0d)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0c)
+                case UInt8(ascii: "u"):
+                    guard index + 4 <= bytes.count,
+                        let v = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16)
+                    else { return nil }
+                    index += 4
+                    // Surrogates are replaced: QMP does not send them for
+                    // anything this bridge reads.
+                    let scalar = Unicode.Scalar(v) ?? "\u{FFFD}"
+                    out.append(contentsOf: Array(String(scalar).utf8))
+                default: out.append(e)
+                }
+            default:
+                out.append(b)
+            }
+        }
+        return nil
+    }
+}
+
+/// The client end of a QMP connection. Lives on the engine's queue.
+final class QMPClient {
+    private let fd: Int32
+    private let queue: DispatchQueue
+    private var source: DispatchSourceRead?
+    private var buffer = [UInt8]()
+    private var closed = false
+    /// Every complete message, in order.
+    var onMessage: ((JSON) -> Void)?
+
+    /// Connects to the listening socket at `path`.
+    init(path: String, queue: DispatchQueue) throws {
+        self.queue = queue
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw BridgeError.system("socket", errno, "QMP") }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let ok = withUnsafeMutableBytes(of: &addr.sun_path) { raw -> Bool in
+            let bytes = Array(path.utf8)
+            guard bytes.count < raw.count else { return false }
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+            return true
+        }
+        guard ok else {
+            Glibc.close(fd)
+            throw BridgeError(VMZ_ERROR_INTERNAL, "QMP socket path too long: \(path)")
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if rc != 0 {
+            let e = errno
+            Glibc.close(fd)
+            throw BridgeError.system("connect", e, "QMP")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// Starts delivering messages to `onMessage`.
+    func resume() {
+        let s = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        s.setEventHandler { [weak self] in self?.readAvailable() }
+        source = s
+        s.resume()
+    }
+
+    /// Reads what is there now; true at end of stream. Also used to drain
+    /// the socket synchronously when QEMU has exited.
+    @discardableResult
+    func readAvailable() -> Bool {
+        if closed { return true }
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                buffer.append(contentsOf: chunk[0..<n])
+                deliverLines()
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EAGAIN { return false }
+            disconnect()
+            return true
+        }
+    }
+
+    private func deliverLines() {
+        while let nl = buffer.firstIndex(of: 0x0a) {
+            let line = Array(buffer[..<nl])
+            buffer.removeSubrange(...nl)
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x0d }) { continue }
+            if let msg = JSON.parse(line) {
+                onMessage?(msg)
+            } else {
+                log(.warn, "QMP: unparsable message: \(String(decoding: line, as: UTF8.self))")
+            }
+        }
+    }
+
+    /// Sends one command (`{"execute": name}` plus arguments given as a JSON
+    /// object text).
+    func execute(_ name: String, arguments: String? = nil) throws {
+        var text = "{\"execute\": \(jsonQuote(name))"
+        if let arguments { text += ", \"arguments\": \(arguments)" }
+        text += "}\n"
+        log(.trace, "QMP -> \(text.dropLast())")
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeMutableBytes {
+                send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if n > 0 {
+                offset += n
+            } else if n < 0 && (errno == EINTR) {
+                continue
+            } else if n < 0 && errno == EAGAIN {
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&p, 1, 1000)
+            } else {
+                throw BridgeError.system("send", errno, "QMP \(name)")
+            }
+        }
+    }
+
+    func disconnect() {
+        if closed { return }
+        closed = true
+        if let source {
+            // The source owns the descriptor from here: close it when the
+            // cancellation is complete, never while dispatch still watches it.
+            let fd = self.fd
+            source.setCancelHandler { Glibc.close(fd) }
+            source.cancel()
+            self.source = nil
+        } else {
+            Glibc.close(fd)
+        }
+    }
+
+    deinit { disconnect() }
+}
+#endif

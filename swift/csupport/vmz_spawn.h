@@ -1,0 +1,35 @@
+/* vmz_spawn: starts a child process for the Linux engine (internal, not ABI).
+ *
+ * Why C: between fork() and exec() only async-signal-safe calls are allowed,
+ * which Swift cannot promise. Why a dedicated thread: PR_SET_PDEATHSIG fires
+ * when the *thread* that forked the child exits, so every child is forked
+ * from one bridge thread that lives as long as the process. The child gets
+ * SIGKILL when the process that started it dies, however it dies. */
+#ifndef VMZ_SPAWN_H
+#define VMZ_SPAWN_H
+
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Forks and execs `path` with `argv` (NULL-terminated). In the child,
+ * descriptor i becomes a copy of fds[i] for i < nfds (fds[i] == -1: closed),
+ * every other descriptor is closed, the signal mask and dispositions are
+ * reset, and the child gets its own process group (a terminal's Ctrl-C is
+ * the host's to handle, not QEMU's).
+ * Returns 0 and sets *pid and *pidfd (a pidfd, close-on-exec), or returns an
+ * errno value (the exec's own errno when exec failed). */
+int vmz_spawn(const char *path, char *const argv[], const int *fds, int nfds,
+              pid_t *pid, int *pidfd);
+
+/* pipe2(fds, O_CLOEXEC), which Swift's Glibc module does not export.
+ * Returns 0 or an errno value. */
+int vmz_pipe_cloexec(int fds[2]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
