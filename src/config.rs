@@ -357,7 +357,13 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let p = std::ffi::OsStr::from_bytes(b"/tmp/\xff");
         let e = Config::builder(p).build().unwrap_err();
-        assert!(matches!(e, Error::NonUtf8Path { field: "kernel path", .. }));
+        assert!(matches!(
+            e,
+            Error::NonUtf8Path {
+                field: "kernel path",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -365,7 +371,7 @@ mod tests {
         let l = Limits::query().unwrap();
         assert_eq!(l.min_cpus, 1);
         assert!(l.max_cpus >= 1);
-        assert!(l.min_memory > 0 && l.min_memory % MIB == 0);
+        assert!(l.min_memory > 0 && l.min_memory.is_multiple_of(MIB));
         assert!(l.max_memory >= l.min_memory);
         assert!(l.max_command_line >= 255);
     }

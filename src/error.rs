@@ -192,23 +192,16 @@ impl Error {
         }
     }
 
-    /// Takes an error from a bridge out-parameter.
+    /// Takes an error from a bridge out-parameter after a call that
+    /// reported failure (the bridge always stores one then).
     ///
     /// # Safety
     /// As [`BridgeError::from_raw`].
     pub(crate) unsafe fn from_out(ptr: sys::VMZErrorRef) -> Error {
         // SAFETY: forwarded to the caller.
-        match unsafe { BridgeError::from_raw(ptr) } {
-            Some(e) => Error::Bridge(e),
-            None => Error::Bridge(internal_placeholder()),
-        }
+        let error = unsafe { BridgeError::from_raw(ptr) };
+        Error::Bridge(error.expect("the vmz bridge reported a failure without an error object"))
     }
-}
-
-/// The bridge reported failure without an error object: should not happen;
-/// made into an error the same way the bridge would.
-fn internal_placeholder() -> BridgeError {
-    panic!("the vmz bridge reported a failure without an error object")
 }
 
 /// The result type of this crate.
@@ -245,6 +238,9 @@ mod tests {
             offset: 3,
         };
         assert_eq!(e.code(), ErrorCode::InvalidArgument);
-        assert_eq!(e.to_string(), "command line contains a NUL byte at offset 3");
+        assert_eq!(
+            e.to_string(),
+            "command line contains a NUL byte at offset 3"
+        );
     }
 }

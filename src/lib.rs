@@ -93,3 +93,8 @@ mod tests {
         assert_eq!(super::abi_version(), super::sys::VMZ_ABI_VERSION);
     }
 }
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -6,7 +6,12 @@
 //! callers that need the ABI itself (tests of the ABI, other language
 //! bindings), as `libgit2-sys` is for git2.
 
-#![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, missing_docs)]
+#![allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    missing_docs
+)]
 #![allow(clippy::all)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));

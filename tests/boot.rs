@@ -1,0 +1,163 @@
+//! Boots the real test guest (scripts/make-guest.sh) under the platform's
+//! engine and checks the whole path: start, serial both ways, the three
+//! ways a VM ends, and that nothing is left behind.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{guest_config, Console, Resources, BOOT_TIMEOUT, MARKER};
+use vmz::{ErrorCode, Event, Exit, Machine, State};
+
+/// A machine whose events arrive on a channel.
+fn machine_with_events(config: &vmz::Config) -> (Machine, mpsc::Receiver<Event>) {
+    let (tx, rx) = mpsc::channel();
+    let vm = Machine::with_event_handler(config, move |e| {
+        let _ = tx.send(e);
+    })
+    .expect("create");
+    (vm, rx)
+}
+
+fn next_event(rx: &mpsc::Receiver<Event>) -> Event {
+    rx.recv_timeout(BOOT_TIMEOUT).expect("an event")
+}
+
+#[test]
+fn boots_echoes_serial_and_powers_off() {
+    let _serial = common::serial();
+    common::guest();
+    let before = Resources::now();
+    {
+        let (mut console, input, output) = Console::new();
+        let config = guest_config(input, output);
+        let (vm, events) = machine_with_events(&config);
+        drop(config);
+        assert_eq!(vm.state(), State::Created);
+
+        vm.start().expect("start");
+        assert!(matches!(next_event(&events), Event::Started));
+        assert_eq!(vm.state(), State::Running);
+
+        console.expect(MARKER, BOOT_TIMEOUT);
+        console.send_line("hello from the host");
+        console.expect("echo: hello from the host", BOOT_TIMEOUT);
+        assert!(
+            !console.text().contains("\nhello from the host"),
+            "the guest should not echo raw input: {}",
+            console.text()
+        );
+
+        // The guest's own poweroff ends the VM with "guest stopped".
+        console.send_line("poweroff");
+        let exit = vm.wait_timeout(BOOT_TIMEOUT).expect("the VM ends");
+        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
+        assert!(matches!(next_event(&events), Event::GuestStopped));
+        assert_eq!(vm.state(), State::Stopped);
+        assert!(events.try_recv().is_err(), "exactly one end event");
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn graceful_stop_request_ends_a_running_guest_within_10s() {
+    let _serial = common::serial();
+    common::guest();
+    let before = Resources::now();
+    {
+        let (console, input, output) = Console::new();
+        let (vm, events) = machine_with_events(&guest_config(input, output));
+        vm.start().expect("start");
+        console.expect(MARKER, BOOT_TIMEOUT);
+
+        vm.request_stop().expect("request stop");
+        let exit = vm
+            .wait_timeout(Duration::from_secs(10))
+            .expect("the guest stops within 10 s");
+        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
+        assert!(matches!(next_event(&events), Event::Started));
+        assert!(matches!(next_event(&events), Event::GuestStopped));
+        assert!(console.text().contains("vmz-guest: power button"));
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn force_stop_ends_it_and_a_stopped_vm_refuses_more() {
+    let _serial = common::serial();
+    common::guest();
+    let before = Resources::now();
+    {
+        let (console, input, output) = Console::new();
+        let (vm, events) = machine_with_events(&guest_config(input, output));
+        vm.start().expect("start");
+        console.expect(MARKER, BOOT_TIMEOUT);
+
+        // Starting twice is refused, and the VM keeps running.
+        let again = vm.start().unwrap_err();
+        assert_eq!(again.code(), ErrorCode::InvalidState, "{again}");
+        assert_eq!(vm.state(), State::Running);
+
+        vm.force_stop().expect("force stop");
+        assert!(matches!(vm.exit(), Some(Exit::ForceStopped)));
+        assert_eq!(vm.state(), State::Stopped);
+        assert!(matches!(next_event(&events), Event::Started));
+        assert!(matches!(next_event(&events), Event::ForceStopped));
+
+        let e = vm.request_stop().unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidState);
+        let e = vm.force_stop().unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidState);
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn dropping_a_running_machine_stops_its_guest() {
+    let _serial = common::serial();
+    common::guest();
+    let before = Resources::now();
+    {
+        let (console, input, output) = Console::new();
+        let (vm, events) = machine_with_events(&guest_config(input, output));
+        vm.start().expect("start");
+        console.expect(MARKER, BOOT_TIMEOUT);
+        assert_eq!(common::children().len(), 1, "one QEMU runs");
+        drop(vm);
+        // Drop waited for the end: QEMU is gone now, and the handler saw no
+        // event after Started (the machine was released, not stopped).
+        assert!(common::children().is_empty());
+        assert!(matches!(next_event(&events), Event::Started));
+        assert!(events.recv_timeout(Duration::from_millis(200)).is_err());
+        console.close();
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn a_panicking_handler_does_not_cross_into_the_bridge() {
+    let _serial = common::serial();
+    common::guest();
+    let before = Resources::now();
+    {
+        let (console, input, output) = Console::new();
+        let vm = Machine::with_event_handler(&guest_config(input, output), |e| {
+            panic!("handler panics on {e:?}");
+        })
+        .unwrap();
+        vm.start().expect("start despite the panicking handler");
+        console.expect(MARKER, BOOT_TIMEOUT);
+        vm.force_stop().unwrap();
+        assert!(matches!(vm.wait(), Exit::ForceStopped));
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}

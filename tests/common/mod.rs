@@ -1,0 +1,211 @@
+//! Shared helpers of the integration tests: the test guest, a serial
+//! console over pipes, serialisation of VM tests and leak checks.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The guest built by scripts/make-guest.sh.
+pub struct Guest {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+}
+
+/// Builds the test guest once (cached on disk by the script itself).
+pub fn guest() -> &'static Guest {
+    static GUEST: OnceLock<Guest> = OnceLock::new();
+    GUEST.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::var_os("VMZ_GUEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target/vmz-guest"));
+        let status = Command::new(root.join("scripts/make-guest.sh"))
+            .arg(&dir)
+            .status()
+            .expect("run scripts/make-guest.sh");
+        assert!(status.success(), "scripts/make-guest.sh failed");
+        let cmdline = std::fs::read_to_string(dir.join("cmdline"))
+            .expect("guest cmdline")
+            .trim()
+            .to_string();
+        Guest {
+            kernel: dir.join("vmlinux"),
+            initrd: dir.join("initrd.img"),
+            cmdline,
+        }
+    })
+}
+
+/// One VM test at a time per test binary: guests are emulated (TCG) on a
+/// small machine, and the leak checks count process-wide resources.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The guest's console seen from the host: a pipe into the guest and a
+/// thread collecting everything it prints.
+pub struct Console {
+    input: Option<std::io::PipeWriter>,
+    output: Arc<(Mutex<String>, Condvar)>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Console {
+    /// Returns the console and the two descriptors to give the config
+    /// (serial input, serial output).
+    pub fn new() -> (Console, OwnedFd, OwnedFd) {
+        let (in_r, in_w) = std::io::pipe().unwrap();
+        let (mut out_r, out_w) = std::io::pipe().unwrap();
+        let output = Arc::new((Mutex::new(String::new()), Condvar::new()));
+        let sink = output.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match out_r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let (text, cond) = &*sink;
+                        text.lock()
+                            .unwrap()
+                            .push_str(&String::from_utf8_lossy(&buf[..n]));
+                        cond.notify_all();
+                    }
+                }
+            }
+        });
+        (
+            Console {
+                input: Some(in_w),
+                output,
+                reader: Some(reader),
+            },
+            in_r.into(),
+            out_w.into(),
+        )
+    }
+
+    /// Sends one line to the guest.
+    pub fn send_line(&mut self, line: &str) {
+        let w = self.input.as_mut().expect("console input open");
+        w.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    /// Waits until the output contains `needle`; panics with the output so
+    /// far after `timeout`.
+    pub fn expect(&self, needle: &str, timeout: Duration) {
+        let (text, cond) = &*self.output;
+        let deadline = Instant::now() + timeout;
+        let mut guard = text.lock().unwrap();
+        while !guard.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{needle:?} not seen on the console within {timeout:?}; output:\n{}",
+                *guard
+            );
+            guard = cond.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
+    /// Everything printed so far.
+    pub fn text(&self) -> String {
+        self.output.0.lock().unwrap().clone()
+    }
+
+    /// Closes the input and waits for the output's end (all writers gone).
+    pub fn close(mut self) -> String {
+        self.input.take();
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        self.text()
+    }
+}
+
+/// Counts of process-wide resources that a test must give back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    pub fds: usize,
+    pub children: Vec<u32>,
+    pub live: vmz::LiveObjects,
+}
+
+/// Open descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Child processes of this process (QEMU, if any was left).
+pub fn children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the command name, which is in parentheses.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let ppid: u32 = rest.split(' ').nth(1).unwrap().parse().unwrap();
+        if ppid == me {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+impl Resources {
+    pub fn now() -> Resources {
+        Resources {
+            fds: open_fds(),
+            children: children(),
+            live: vmz::live_objects(),
+        }
+    }
+
+    /// Asserts that everything went back to `self` (allowing a moment for
+    /// threads that close their descriptors as they finish).
+    pub fn assert_restored(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = Resources::now();
+            if now == *self {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("resources leaked: before {self:?}, after {now:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The guest's config with this console attached.
+pub fn guest_config(input: OwnedFd, output: OwnedFd) -> vmz::Config {
+    let g = guest();
+    vmz::Config::builder(&g.kernel)
+        .initrd(&g.initrd)
+        .command_line(&g.cmdline)
+        .cpus(1)
+        .memory_mib(256)
+        .nat(true)
+        .serial_input(input)
+        .serial_output(output)
+        .build()
+        .unwrap()
+}
+
+/// The marker the test guest prints once its init runs.
+pub const MARKER: &str = "VMZ-GUEST-READY";
+
+/// Generous under emulation on a busy 2-core machine.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,0 +1,286 @@
+//! Bad input gives a clear, typed error, starts nothing and leaks nothing.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use common::Resources;
+use vmz::{Config, ErrorCode, Limits, Machine};
+
+fn guest_builder() -> vmz::ConfigBuilder {
+    let g = common::guest();
+    Config::builder(&g.kernel)
+        .initrd(&g.initrd)
+        .command_line(&g.cmdline)
+        .memory_mib(256)
+}
+
+/// Both `validate` and `Machine::new` refuse the config with `code`, the
+/// message mentions `words`, nothing runs, nothing leaks.
+fn assert_rejected(config: Config, code: ErrorCode, words: &str) {
+    let before = Resources::now();
+    let e = config.validate().unwrap_err();
+    assert_eq!(e.code(), code, "validate: {e}");
+    assert!(
+        e.to_string().contains(words),
+        "message {:?} should mention {words:?}",
+        e.to_string()
+    );
+    let e = Machine::new(&config).unwrap_err();
+    assert_eq!(e.code(), code, "Machine::new: {e}");
+    drop(e);
+    assert!(common::children().is_empty(), "nothing was started");
+    before.assert_restored();
+}
+
+#[test]
+fn the_test_guest_itself_is_valid() {
+    let _s = common::serial();
+    guest_builder().build().unwrap().validate().unwrap();
+}
+
+#[test]
+fn missing_kernel() {
+    let _s = common::serial();
+    let c = Config::builder("/nonexistent/vmlinux").build().unwrap();
+    assert_rejected(c, ErrorCode::Kernel, "does not exist");
+}
+
+#[test]
+fn missing_initrd() {
+    let _s = common::serial();
+    let c = guest_builder()
+        .initrd("/nonexistent/initrd")
+        .build()
+        .unwrap();
+    assert_rejected(c, ErrorCode::Initrd, "does not exist");
+}
+
+#[test]
+fn a_directory_as_kernel() {
+    let _s = common::serial();
+    let c = Config::builder(std::env::temp_dir()).build().unwrap();
+    assert_rejected(c, ErrorCode::Kernel, "is a directory");
+}
+
+#[test]
+fn a_kernel_of_unknown_format() {
+    let _s = common::serial();
+    let c = Config::builder(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .build()
+        .unwrap();
+    assert_rejected(c, ErrorCode::Kernel, "neither a bzImage nor an ELF");
+}
+
+#[test]
+fn zero_cpus() {
+    let _s = common::serial();
+    let c = guest_builder().cpus(0).build().unwrap();
+    assert_rejected(c, ErrorCode::CpuCount, "CPU count 0");
+}
+
+#[test]
+fn more_cpus_than_allowed() {
+    let _s = common::serial();
+    let max = Limits::query().unwrap().max_cpus;
+    let c = guest_builder().cpus(max + 1).build().unwrap();
+    assert_rejected(c, ErrorCode::CpuCount, "outside the allowed range");
+    let c = guest_builder().cpus(u32::MAX).build().unwrap();
+    assert_rejected(c, ErrorCode::CpuCount, "outside the allowed range");
+}
+
+#[test]
+fn memory_below_the_minimum() {
+    let _s = common::serial();
+    let min = Limits::query().unwrap().min_memory;
+    let c = guest_builder()
+        .memory_bytes(min - (1 << 20))
+        .build()
+        .unwrap();
+    assert_rejected(c, ErrorCode::MemorySize, "outside the allowed range");
+    let c = guest_builder().memory_bytes(0).build().unwrap();
+    assert_rejected(c, ErrorCode::MemorySize, "outside the allowed range");
+}
+
+#[test]
+fn memory_above_the_maximum() {
+    let _s = common::serial();
+    let max = Limits::query().unwrap().max_memory;
+    let c = guest_builder()
+        .memory_bytes(max + (1 << 20))
+        .build()
+        .unwrap();
+    assert_rejected(c, ErrorCode::MemorySize, "outside the allowed range");
+}
+
+#[test]
+fn memory_not_a_whole_mib() {
+    let _s = common::serial();
+    let c = guest_builder()
+        .memory_bytes((256 << 20) + 4096)
+        .build()
+        .unwrap();
+    assert_rejected(c, ErrorCode::MemorySize, "not a whole number of MiB");
+}
+
+#[test]
+fn a_command_line_that_is_too_long() {
+    let _s = common::serial();
+    let max = Limits::query().unwrap().max_command_line as usize;
+    let c = guest_builder()
+        .command_line("x".repeat(max + 1))
+        .build()
+        .unwrap();
+    assert_rejected(c, ErrorCode::CommandLine, "the limit is");
+}
+
+#[test]
+fn interior_nul_in_a_string() {
+    for e in [
+        Config::builder("vm\0linux").build().unwrap_err(),
+        Config::builder("k").initrd("in\0itrd").build().unwrap_err(),
+        Config::builder("k")
+            .command_line("a\0b")
+            .build()
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("NUL"), "{e}");
+    }
+}
+
+#[test]
+fn serial_descriptors_open_in_the_wrong_direction() {
+    let _s = common::serial();
+    let (r, w) = std::io::pipe().unwrap();
+    let w2 = w.try_clone().unwrap();
+    let c = guest_builder().serial_input(w).build().unwrap();
+    assert_rejected(c, ErrorCode::SerialFd, "open for writing only");
+    let c = guest_builder().serial_output(r).build().unwrap();
+    assert_rejected(c, ErrorCode::SerialFd, "open for reading only");
+    drop(w2);
+}
+
+/// The raw C ABI, as a C caller would use it: a descriptor that is not open.
+#[test]
+fn invalid_serial_descriptor_through_the_c_abi() {
+    let _s = common::serial();
+    let before = Resources::now();
+    let g = common::guest();
+    let kernel = CString::new(g.kernel.to_str().unwrap()).unwrap();
+    // A descriptor number far above anything open.
+    let closed_fd = 1_000_000;
+    for (read_fd, write_fd, words) in [
+        (closed_fd, -1, "serial input descriptor 1000000 is not open"),
+        (
+            -1,
+            closed_fd,
+            "serial output descriptor 1000000 is not open",
+        ),
+        (-7, -1, "is negative"),
+    ] {
+        let config = vmz::sys::VMZConfig {
+            struct_size: std::mem::size_of::<vmz::sys::VMZConfig>() as u32,
+            kernel_path: kernel.as_ptr(),
+            initrd_path: std::ptr::null(),
+            command_line: std::ptr::null(),
+            read_pipe_fd: read_fd,
+            write_pipe_fd: write_fd,
+            cpu_count: 1,
+            memory_size: 256 << 20,
+            enable_nat: false,
+            accelerator: vmz::sys::VMZ_ACCEL_AUTO,
+        };
+        let mut err: vmz::sys::VMZErrorRef = std::ptr::null_mut();
+        // SAFETY: valid config and out-parameter for the call.
+        let ok = unsafe { vmz::sys::vmz_validate_config(&config, &mut err) };
+        assert!(!ok);
+        // SAFETY: we own the error the bridge stored.
+        let e = unsafe { vmz::BridgeError::from_raw(err) }.expect("an error");
+        assert_eq!(e.code(), ErrorCode::SerialFd);
+        assert!(e.message().contains(words), "{}", e.message());
+        // And vmz_create refuses it as well, without a handle.
+        let mut err: vmz::sys::VMZErrorRef = std::ptr::null_mut();
+        // SAFETY: as above; NULL callbacks are allowed.
+        let h = unsafe { vmz::sys::vmz_create(&config, std::ptr::null(), &mut err) };
+        assert!(h.is_null());
+        // SAFETY: we own the error.
+        let e = unsafe { vmz::BridgeError::from_raw(err) }.expect("an error");
+        assert_eq!(e.code(), ErrorCode::SerialFd);
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn stop_before_start() {
+    let _s = common::serial();
+    let before = Resources::now();
+    {
+        let vm = Machine::new(&guest_builder().build().unwrap()).unwrap();
+        let e = vm.request_stop().unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidState);
+        assert!(e.to_string().contains("not started"), "{e}");
+        let e = vm.force_stop().unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidState);
+        assert_eq!(vm.state(), vmz::State::Created);
+        assert!(common::children().is_empty());
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn a_kernel_qemu_cannot_boot_fails_to_start_with_qemus_message() {
+    let _s = common::serial();
+    let before = Resources::now();
+    let dir = std::env::temp_dir().join(format!("vmz-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kernel = dir.join("bogus-vmlinux");
+    // An ELF magic number and nothing a loader can use.
+    let mut bytes = b"\x7fELF\x02\x01\x01".to_vec();
+    bytes.resize(4096, 0);
+    std::fs::write(&kernel, bytes).unwrap();
+    {
+        let (r, w) = std::io::pipe().unwrap();
+        let config = Config::builder(&kernel)
+            .memory_mib(128)
+            .serial_output(OwnedFd::from(w))
+            .build()
+            .unwrap();
+        config.validate().unwrap(); // the format check passes; QEMU refuses
+        let vm = Machine::new(&config).unwrap();
+        let e = vm.start().unwrap_err();
+        assert_eq!(e.code(), ErrorCode::StartFailed, "{e}");
+        assert!(
+            e.to_string().contains("qemu-system"),
+            "QEMU's own stderr belongs in the message: {e}"
+        );
+        assert_eq!(vm.state(), vmz::State::Error);
+        drop(r);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    before.assert_restored();
+}
+
+#[test]
+fn errors_are_freed_exactly_once() {
+    let _s = common::serial();
+    let before = vmz::live_objects();
+    let e = Config::builder(Path::new("/nonexistent"))
+        .build()
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert_eq!(vmz::live_objects().errors, before.errors + 1);
+    let clone = e.clone();
+    drop(e);
+    assert_eq!(
+        vmz::live_objects().errors,
+        before.errors + 1,
+        "clones share it"
+    );
+    assert_eq!(clone.code(), ErrorCode::Kernel);
+    drop(clone);
+    assert_eq!(vmz::live_objects(), before);
+}
