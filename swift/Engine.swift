@@ -163,11 +163,14 @@ final class Machine: EngineDelegate {
     /// one of its callbacks), answers pending completions, and silences
     /// every callback. Then calls release_context.
     func release() {
+        // From inside one of this VM's callbacks the queue cannot wait for
+        // itself: the engine then finishes on its own, silenced.
+        let onQueue = DispatchQueue.getSpecific(key: Machine.queueKey) == ObjectIdentifier(self)
         let wait: Bool = sync {
             released = true
             if isActive {
                 beginForceStop()
-                return DispatchQueue.getSpecific(key: Machine.queueKey) != ObjectIdentifier(self)
+                return !onQueue
             }
             return false
         }

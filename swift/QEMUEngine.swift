@@ -228,7 +228,9 @@ final class QEMUEngine: VMEngine {
         default: args += ["-accel", "tcg"]
         }
         #if arch(x86_64)
-        args += ["-machine", "pc"]
+        // pvpanic: a guest kernel panic (with the guest's pvpanic driver)
+        // ends QEMU with reason guest-panic instead of looking like a reboot.
+        args += ["-machine", "pc", "-device", "pvpanic", "-action", "panic=shutdown"]
         #else
         args += ["-machine", "virt", "-cpu", "max"]
         #endif

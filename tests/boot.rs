@@ -74,9 +74,12 @@ fn graceful_stop_request_ends_a_running_guest_within_10s() {
         console.expect(MARKER, BOOT_TIMEOUT);
 
         vm.request_stop().expect("request stop");
-        let exit = vm
-            .wait_timeout(Duration::from_secs(10))
-            .expect("the guest stops within 10 s");
+        let exit = vm.wait_timeout(Duration::from_secs(10)).unwrap_or_else(|| {
+            panic!(
+                "the guest did not stop within 10 s; console:\n{}",
+                console.text()
+            )
+        });
         assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
         assert!(matches!(next_event(&events), Event::Started));
         assert!(matches!(next_event(&events), Event::GuestStopped));

@@ -21,16 +21,17 @@ fn guest_builder() -> vmz::ConfigBuilder {
 /// message mentions `words`, nothing runs, nothing leaks.
 fn assert_rejected(config: Config, code: ErrorCode, words: &str) {
     let before = Resources::now();
-    let e = config.validate().unwrap_err();
-    assert_eq!(e.code(), code, "validate: {e}");
-    assert!(
-        e.to_string().contains(words),
-        "message {:?} should mention {words:?}",
-        e.to_string()
-    );
-    let e = Machine::new(&config).unwrap_err();
-    assert_eq!(e.code(), code, "Machine::new: {e}");
-    drop(e);
+    {
+        let e = config.validate().unwrap_err();
+        assert_eq!(e.code(), code, "validate: {e}");
+        assert!(
+            e.to_string().contains(words),
+            "message {:?} should mention {words:?}",
+            e.to_string()
+        );
+        let e = Machine::new(&config).unwrap_err();
+        assert_eq!(e.code(), code, "Machine::new: {e}");
+    }
     assert!(common::children().is_empty(), "nothing was started");
     before.assert_restored();
 }

@@ -163,8 +163,34 @@ pub fn children() -> Vec<u32> {
     out
 }
 
+/// Makes the bridge create its process-wide resources once (dispatch's
+/// event loop descriptors, the spawner thread), so that leak checks compare
+/// steady states: starts QEMU on a kernel it refuses.
+pub fn warm_up() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vmz-warm-up-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kernel = dir.join("not-a-kernel");
+        let mut bytes = b"\x7fELF\x02\x01\x01".to_vec();
+        bytes.resize(4096, 0);
+        std::fs::write(&kernel, bytes).unwrap();
+        let config = vmz::Config::builder(&kernel)
+            .memory_mib(128)
+            .nat(false)
+            .build()
+            .unwrap();
+        let vm = vmz::Machine::new(&config).unwrap();
+        let _ = vm.start();
+        drop(vm);
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
 impl Resources {
+    /// The current counts (after [`warm_up`]).
     pub fn now() -> Resources {
+        warm_up();
         Resources {
             fds: open_fds(),
             children: children(),
