@@ -6,7 +6,7 @@
 #   libclang      for bindgen
 #   qemu-system   the Linux engine (bookworm-backports' QEMU 10 when reachable)
 #   busybox       `busybox-static`, for the test guest's initramfs
-#   cpio, zstd    to pack the initramfs and unpack kernel modules
+#   cpio, lz4, zstd  to pack the initramfs and unpack the kernel
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -24,6 +24,7 @@ dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox)
 compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || need+=(clang)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
+command -v lz4 >/dev/null 2>&1 || need+=(lz4)
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "setup-debian.sh: everything is installed"
@@ -68,6 +69,7 @@ for n in "${need[@]}"; do
         clang) pkgs+=(libclang-dev) ;;
         cpio) pkgs+=(cpio) ;;
         zstd) pkgs+=(zstd) ;;
+        lz4) pkgs+=(lz4) ;;
     esac
 done
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -164,3 +164,47 @@ fn a_panicking_handler_does_not_cross_into_the_bridge() {
     }
     before.assert_restored();
 }
+
+/// The VM host of `qemu_dies_with_the_process_that_started_it`: boots a
+/// guest, prints QEMU's pid, and waits to be killed.
+#[test]
+#[ignore = "helper process, run by qemu_dies_with_the_process_that_started_it"]
+fn orphan_host() {
+    let (console, input, output) = Console::new();
+    let vm = Machine::new(&guest_config(input, output)).unwrap();
+    vm.start().unwrap();
+    console.expect(MARKER, BOOT_TIMEOUT);
+    println!("QEMU-PID {}", common::children()[0]);
+    std::thread::sleep(Duration::from_secs(120));
+    unreachable!("the parent test kills this process");
+}
+
+#[test]
+fn qemu_dies_with_the_process_that_started_it() {
+    use std::io::BufRead;
+    let _serial = common::serial();
+    common::guest();
+    let mut host = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "orphan_host", "--nocapture"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(host.stdout.take().unwrap());
+    let qemu_pid: i32 = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("QEMU-PID ").map(|p| p.parse().unwrap()))
+        .expect("the host printed QEMU's pid");
+    let alive = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(alive(qemu_pid));
+
+    host.kill().unwrap(); // SIGKILL: no destructor runs in the host
+    host.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(qemu_pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // QEMU was the host's child: once dead it is reaped by init, so its
+    // /proc entry goes away.
+    assert!(!alive(qemu_pid), "QEMU {qemu_pid} outlived its host");
+}

@@ -142,6 +142,18 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// What each open descriptor points to (for leak reports).
+pub fn fd_targets() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            format!("{}->{}", e.file_name().to_string_lossy(), target.display())
+        })
+        .collect()
+}
+
 /// Child processes of this process (QEMU, if any was left).
 pub fn children() -> Vec<u32> {
     let me = std::process::id();
@@ -184,6 +196,17 @@ pub fn warm_up() {
         let _ = vm.start();
         drop(vm);
         std::fs::remove_dir_all(&dir).unwrap();
+        // libdispatch opens its timer descriptor lazily, just after: wait
+        // until the count has been steady for a while.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = (open_fds(), Instant::now());
+        while Instant::now() < deadline && last.1.elapsed() < Duration::from_millis(200) {
+            std::thread::sleep(Duration::from_millis(10));
+            let n = open_fds();
+            if n != last.0 {
+                last = (n, Instant::now());
+            }
+        }
     });
 }
 
@@ -208,7 +231,10 @@ impl Resources {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("resources leaked: before {self:?}, after {now:?}");
+                panic!(
+                    "resources leaked: before {self:?}, after {now:?}; open now: {:?}",
+                    fd_targets()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
