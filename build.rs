@@ -63,21 +63,27 @@ fn sources(dir: &Path, ext: &str) -> Vec<PathBuf> {
 
 fn find_swiftc() -> PathBuf {
     if let Some(p) = env::var_os("SWIFTC").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            missing_swiftc(&format!("SWIFTC={} is not a file", p.display()));
+        }
+        return p;
     }
     let found = env::var_os("PATH").and_then(|paths| {
         env::split_paths(&paths)
             .map(|d| d.join("swiftc"))
             .find(|p| p.is_file())
     });
-    found.unwrap_or_else(|| {
-        panic!(
-            "\n\nvmz needs the Swift compiler `swiftc` and could not find it (set SWIFTC or add it to PATH).\n\
-             - Debian/Ubuntu: run `sudo scripts/setup-debian.sh` from the vmz sources\n\
-               (it installs Debian 13's `swiftlang` package, QEMU and libclang).\n\
-             - macOS: install Xcode or the Command Line Tools (`xcode-select --install`).\n\n"
-        )
-    })
+    found.unwrap_or_else(|| missing_swiftc("it is not on PATH and SWIFTC is not set"))
+}
+
+fn missing_swiftc(why: &str) -> ! {
+    panic!(
+        "\n\nvmz needs the Swift compiler `swiftc`: {why}.\n\
+         - Debian/Ubuntu: run `sudo scripts/setup-debian.sh` from the vmz sources\n\
+           (it installs Debian 13's `swiftlang` package, QEMU and libclang).\n\
+         - macOS: install Xcode or the Command Line Tools (`xcode-select --install`).\n\n"
+    )
 }
 
 /// What `swiftc -print-target-info` says about the target.
@@ -285,6 +291,22 @@ fn link_macos(info: &TargetInfo) {
 }
 
 fn generate_bindings(header: &Path, out: &Path) {
+    // bindgen panics when it cannot load libclang: say how to get it.
+    let generated = std::panic::catch_unwind(|| generate(header));
+    let Ok(bindings) = generated else {
+        panic!(
+            "\n\nbindgen could not load libclang (see the message above).\n\
+             - Debian/Ubuntu: `sudo scripts/setup-debian.sh`, or `apt-get install libclang-dev`.\n\
+             - macOS: install Xcode or the Command Line Tools.\n\
+             - Elsewhere: set LIBCLANG_PATH to the directory holding libclang.so / libclang.dylib.\n\n"
+        )
+    };
+    bindings
+        .write_to_file(out.join("bindings.rs"))
+        .expect("write bindings.rs");
+}
+
+fn generate(header: &Path) -> bindgen::Bindings {
     let bindings = bindgen::Builder::default()
         .header(header.to_string_lossy())
         .allowlist_function("vmz_.*")
@@ -297,18 +319,7 @@ fn generate_bindings(header: &Path, out: &Path) {
         .layout_tests(true)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .generate();
-    let bindings = match bindings {
-        Ok(b) => b,
-        Err(e) => panic!(
-            "\n\nbindgen could not process {}: {e}\n\
-             bindgen needs libclang: on Debian run `sudo scripts/setup-debian.sh` (or `apt-get install libclang-dev`);\n\
-             elsewhere set LIBCLANG_PATH to the directory holding libclang.so / libclang.dylib.\n\n",
-            header.display()
-        ),
-    };
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .expect("write bindings.rs");
+    bindings.unwrap_or_else(|e| panic!("bindgen could not process {}: {e}", header.display()))
 }
 
 fn run(cmd: &mut Command, what: &str) {
