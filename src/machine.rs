@@ -224,6 +224,43 @@ impl Machine {
         Ok(())
     }
 
+    /// Stops the VM the polite way first: asks the guest (as
+    /// [`request_stop`](Machine::request_stop)), waits up to `grace` for it
+    /// to stop, then forces the stop. Returns how the VM ended
+    /// ([`Exit::GuestStopped`] if the guest complied in time,
+    /// [`Exit::ForceStopped`] otherwise). A VM that already ended returns
+    /// its exit at once.
+    ///
+    /// ```no_run
+    /// # fn demo(vm: &vmz::Machine) -> vmz::Result<()> {
+    /// let exit = vm.stop(std::time::Duration::from_secs(5))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn stop(&self, grace: Duration) -> Result<Exit> {
+        events::check_may_block("Machine::stop")?;
+        if let Some(exit) = self.exit() {
+            return Ok(exit);
+        }
+        if let Err(e) = self.request_stop() {
+            // Not running (yet, or any more): it may have just ended.
+            if let Some(exit) = self.exit() {
+                return Ok(exit);
+            }
+            log::debug!("graceful stop not possible ({e}); forcing");
+        } else if let Some(exit) = self.wait_timeout(grace) {
+            return Ok(exit);
+        } else {
+            log::info!("the guest did not stop within {grace:?}; forcing");
+        }
+        match self.force_stop() {
+            Ok(()) => {}
+            // It ended between the request and the force.
+            Err(e) if self.exit().is_some() => log::debug!("force stop: {e}"),
+            Err(e) => return Err(e),
+        }
+        Ok(self.wait())
+    }
+
     /// Blocks until the VM has ended and says how. Returns at once if it
     /// already has. Do not call it before [`start`](Machine::start): a VM
     /// that never starts never ends.

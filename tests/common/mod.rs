@@ -97,6 +97,11 @@ impl Console {
         w.write_all(format!("{line}\n").as_bytes()).unwrap();
     }
 
+    /// Closes the guest's input (the guest reads end-of-file).
+    pub fn close_input(&mut self) {
+        self.input.take();
+    }
+
     /// Waits until the output contains `needle`; panics with the output so
     /// far after `timeout`.
     pub fn expect(&self, needle: &str, timeout: Duration) {
@@ -127,6 +132,11 @@ impl Console {
         }
         self.text()
     }
+}
+
+/// Threads of this process.
+pub fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
 /// Counts of process-wide resources that a test must give back.

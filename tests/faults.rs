@@ -1,0 +1,264 @@
+//! Faults: QEMU killed, guest panics, serial ends closed, a guest that
+//! ignores the stop request, machines dropped at every point. Each with the
+//! real test guest; each must end in a clean state.
+
+mod common;
+
+use std::io::Read;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{guest_config, Console, Resources, BOOT_TIMEOUT, MARKER};
+use vmz::{ErrorCode, Event, Exit, Machine, State};
+
+fn machine_with_events(config: &vmz::Config) -> (Machine, mpsc::Receiver<Event>) {
+    let (tx, rx) = mpsc::channel();
+    let vm = Machine::with_event_handler(config, move |e| {
+        let _ = tx.send(e);
+    })
+    .expect("create");
+    (vm, rx)
+}
+
+fn the_qemu() -> i32 {
+    let kids = common::children();
+    assert_eq!(kids.len(), 1, "exactly one QEMU: {kids:?}");
+    kids[0] as i32
+}
+
+/// SIGKILL to QEMU at the point `ready` reaches: the "stopped with error"
+/// event arrives within 2 s and says what happened.
+fn kill_qemu(wait_for_marker: bool) {
+    let before = Resources::now();
+    {
+        let (console, input, output) = Console::new();
+        let (vm, events) = machine_with_events(&guest_config(input, output));
+        vm.start().unwrap();
+        assert!(matches!(events.recv().unwrap(), Event::Started));
+        if wait_for_marker {
+            console.expect(MARKER, BOOT_TIMEOUT);
+        } else {
+            assert!(!console.text().contains(MARKER), "still booting");
+        }
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(the_qemu(), libc::SIGKILL) }, 0);
+        let killed = Instant::now();
+
+        let event = events
+            .recv_timeout(Duration::from_secs(2))
+            .expect("an event within 2 s");
+        let Event::StoppedWithError(e) = event else {
+            panic!("expected StoppedWithError, got {event:?}");
+        };
+        assert!(killed.elapsed() < Duration::from_secs(2));
+        assert_eq!(e.code(), ErrorCode::Runtime);
+        assert!(e.to_string().contains("killed by signal 9"), "{e}");
+        assert!(matches!(vm.exit(), Some(Exit::Error(_))));
+        assert_eq!(vm.state(), State::Error, "stopped, in error");
+        assert!(common::children().is_empty());
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn qemu_killed_while_the_guest_boots() {
+    let _s = common::serial();
+    common::guest();
+    kill_qemu(false);
+}
+
+#[test]
+fn qemu_killed_while_the_guest_runs() {
+    let _s = common::serial();
+    common::guest();
+    kill_qemu(true);
+}
+
+#[test]
+fn a_guest_kernel_panic_ends_the_vm_with_an_error() {
+    let _s = common::serial();
+    common::guest();
+    let before = Resources::now();
+    {
+        let (mut console, input, output) = Console::new();
+        let vm = Machine::new(&guest_config(input, output)).unwrap();
+        vm.start().unwrap();
+        console.expect(MARKER, BOOT_TIMEOUT);
+        console.send_line("panic");
+        let exit = vm.wait_timeout(BOOT_TIMEOUT).expect("the VM ends");
+        let Exit::Error(e) = exit else {
+            panic!("expected an error, got {exit:?}");
+        };
+        assert_eq!(e.code(), ErrorCode::Runtime);
+        assert!(e.to_string().contains("panicked"), "{e}");
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn closing_the_serial_input_leaves_the_guest_running() {
+    let _s = common::serial();
+    common::guest();
+    let before = Resources::now();
+    {
+        let (mut console, input, output) = Console::new();
+        let (vm, events) = machine_with_events(&guest_config(input, output));
+        vm.start().unwrap();
+        console.expect(MARKER, BOOT_TIMEOUT);
+        console.close_input();
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(vm.state(), State::Running);
+        assert!(vm.exit().is_none());
+        // It still honours a graceful stop, and reports it.
+        vm.request_stop().unwrap();
+        assert!(matches!(
+            vm.wait_timeout(Duration::from_secs(10)),
+            Some(Exit::GuestStopped)
+        ));
+        assert!(matches!(events.recv().unwrap(), Event::Started));
+        assert!(matches!(events.recv().unwrap(), Event::GuestStopped));
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn a_vanished_serial_reader_neither_kills_the_host_nor_the_vm() {
+    let _s = common::serial();
+    common::guest();
+    let before = Resources::now();
+    {
+        let (mut console, input, _) = Console::new();
+        let (mut out_r, out_w) = std::io::pipe().unwrap();
+        let (vm, events) = machine_with_events(&guest_config(input, out_w.into()));
+        vm.start().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(MARKER) {
+            let n = out_r.read(&mut buf).unwrap();
+            assert!(n > 0, "output ended before the marker");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        drop(out_r); // nobody reads the guest's output any more: EPIPE
+        console.send_line("cat-bytes 200000");
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(vm.state(), State::Running, "the VM survives EPIPE");
+        // This process survived too (no SIGPIPE death), and the guest still
+        // takes commands and reports its end.
+        console.send_line("poweroff");
+        assert!(matches!(
+            vm.wait_timeout(BOOT_TIMEOUT),
+            Some(Exit::GuestStopped)
+        ));
+        assert!(matches!(events.recv().unwrap(), Event::Started));
+        assert!(matches!(events.recv().unwrap(), Event::GuestStopped));
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn a_guest_that_ignores_the_stop_request_is_forced_by_stop() {
+    let _s = common::serial();
+    common::guest();
+    let before = Resources::now();
+    {
+        let (mut console, input, output) = Console::new();
+        let vm = Machine::new(&guest_config(input, output)).unwrap();
+        vm.start().unwrap();
+        console.expect(MARKER, BOOT_TIMEOUT);
+        console.send_line("ignore-powerbutton");
+        console.expect("vmz-guest: ignoring power button", BOOT_TIMEOUT);
+
+        vm.request_stop().expect("the request returns");
+        console.expect("vmz-guest: power button ignored", BOOT_TIMEOUT);
+        assert!(vm.wait_timeout(Duration::from_secs(2)).is_none());
+        assert_eq!(vm.state(), State::Running, "the guest keeps running");
+
+        let t = Instant::now();
+        let exit = vm.stop(Duration::from_secs(2)).unwrap();
+        assert!(matches!(exit, Exit::ForceStopped), "{exit:?}");
+        assert!(t.elapsed() >= Duration::from_secs(2), "waited the grace");
+        assert_eq!(vm.state(), State::Stopped);
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn stop_returns_the_guests_own_stop_when_it_complies() {
+    let _s = common::serial();
+    common::guest();
+    let before = Resources::now();
+    {
+        let (console, input, output) = Console::new();
+        let vm = Machine::new(&guest_config(input, output)).unwrap();
+        vm.start().unwrap();
+        console.expect(MARKER, BOOT_TIMEOUT);
+        let exit = vm.stop(Duration::from_secs(10)).unwrap();
+        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
+        // Stopping a stopped VM reports the same end.
+        assert!(matches!(
+            vm.stop(Duration::from_secs(1)).unwrap(),
+            Exit::GuestStopped
+        ));
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn dropping_a_machine_at_any_point_is_safe() {
+    let _s = common::serial();
+    common::guest();
+    let before = Resources::now();
+
+    // Before start.
+    {
+        let (console, input, output) = Console::new();
+        drop(Machine::new(&guest_config(input, output)).unwrap());
+        console.close();
+    }
+    // While starting: the start completion still runs, with an error.
+    {
+        let (console, input, output) = Console::new();
+        let vm = Machine::new(&guest_config(input, output)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        vm.start_with(move |r| {
+            let _ = tx.send(r);
+        })
+        .unwrap();
+        drop(vm);
+        assert!(common::children().is_empty());
+        let result = rx.recv_timeout(Duration::from_secs(5)).expect("completion");
+        if let Err(e) = result {
+            assert!(
+                matches!(e.code(), ErrorCode::StartFailed | ErrorCode::InvalidState),
+                "{e}"
+            );
+        }
+        console.close();
+    }
+    // While the guest boots, and while it stops.
+    for stopping in [false, true] {
+        let (console, input, output) = Console::new();
+        let vm = Machine::new(&guest_config(input, output)).unwrap();
+        vm.start().unwrap();
+        if stopping {
+            console.expect(MARKER, BOOT_TIMEOUT);
+            vm.request_stop().unwrap();
+        }
+        drop(vm);
+        assert!(common::children().is_empty());
+        console.close();
+    }
+    before.assert_restored();
+}
