@@ -292,7 +292,7 @@ fn link_macos(info: &TargetInfo) {
 
 fn generate_bindings(header: &Path, out: &Path) {
     // bindgen panics when it cannot load libclang: say how to get it.
-    let generated = std::panic::catch_unwind(|| generate(header));
+    let generated = std::panic::catch_unwind(|| builder(header).generate());
     let Ok(bindings) = generated else {
         panic!(
             "\n\nbindgen could not load libclang (see the message above).\n\
@@ -301,13 +301,15 @@ fn generate_bindings(header: &Path, out: &Path) {
              - Elsewhere: set LIBCLANG_PATH to the directory holding libclang.so / libclang.dylib.\n\n"
         )
     };
+    let bindings =
+        bindings.unwrap_or_else(|e| panic!("bindgen could not process {}: {e}", header.display()));
     bindings
         .write_to_file(out.join("bindings.rs"))
         .expect("write bindings.rs");
 }
 
-fn generate(header: &Path) -> bindgen::Bindings {
-    let bindings = bindgen::Builder::default()
+fn builder(header: &Path) -> bindgen::Builder {
+    bindgen::Builder::default()
         .header(header.to_string_lossy())
         .allowlist_function("vmz_.*")
         .allowlist_type("VMZ.*")
@@ -318,8 +320,6 @@ fn generate(header: &Path) -> bindgen::Bindings {
         .derive_default(true)
         .layout_tests(true)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
-        .generate();
-    bindings.unwrap_or_else(|e| panic!("bindgen could not process {}: {e}", header.display()))
 }
 
 fn run(cmd: &mut Command, what: &str) {

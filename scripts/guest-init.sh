@@ -15,12 +15,12 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mkdir -p /tmp /etc/acpi/PWRF /var/run /var/log
 
-# Modules, dependencies first; a missing one is built into the kernel.
-# pvpanic lets the host see a kernel panic as a panic, not a reboot.
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev \
-    virtio_pci failover net_failover virtio_net button evdev pvpanic pvpanic-mmio; do
-    [ -f "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko" 2>/dev/null
-done
+# Modules, in the order make-guest.sh wrote (dependencies first); the ones
+# built into the kernel are not there. pvpanic lets the host see a kernel
+# panic as a panic, not a reboot.
+while read -r m; do
+    insmod "/lib/modules/$m.ko" 2>/dev/null
+done </lib/modules/order
 
 # The ACPI power button (QMP system_powerdown) powers off, unless a test
 # asked this guest to ignore it.
@@ -34,21 +34,40 @@ else
 fi
 HANDLER
 chmod +x /etc/acpi/PWRF/00000080
+# The marker below promises a guest that honours the power button: wait (at
+# most ~5 s each) for the button's event device, then for acpid to open it.
+wait_for() {
+    i=0
+    while [ $i -lt 250 ] && ! "$@"; do sleep 0.02; i=$((i + 1)); done
+}
+button_node() {
+    for e in /sys/class/input/event*; do
+        [ "$(cat "$e/device/name" 2>/dev/null)" = "Power Button" ] || continue
+        button=/dev/input/${e##*/}
+        [ -e "$button" ] && return 0
+    done
+    return 1
+}
+acpid_has_button() {
+    for fd in /proc/"$acpid_pid"/fd/*; do
+        [ "$(readlink "$fd")" = "$button" ] && return 0
+    done
+    return 1
+}
+button=none
+wait_for button_node
 acpid -f >/dev/null 2>&1 </dev/null &
-# The marker below promises a guest that honours the power button: wait
-# (at most ~5 s) until acpid has opened the input devices.
 acpid_pid=$!
-i=0
-while [ $i -lt 250 ] && ! ls -l "/proc/$acpid_pid/fd" 2>/dev/null | grep -q /dev/input/event; do
-    sleep 0.02
-    i=$((i + 1))
-done
+wait_for acpid_has_button
 
 exec </dev/console >/dev/console 2>&1
+# From here on the console carries the host's protocol: keep routine kernel
+# messages off it (a panic's are still printed).
+dmesg -n 1
 # The host sees only the guest's answers, not its own input echoed back.
 stty -echo
 echo "VMZ-GUEST-READY"
-while read -r line; do
+while IFS= read -r line; do
     case "$line" in
     poweroff)
         echo "vmz-guest: powering off"

@@ -18,6 +18,10 @@ use crate::sys;
 /// given to [`Machine::with_event_handler`](crate::Machine::with_event_handler),
 /// on a thread of the bridge (the VM's queue), never concurrently for one VM.
 ///
+/// The handler sees each event before the blocking calls that wait for it
+/// ([`Machine::start`](crate::Machine::start), [`Machine::wait`](crate::Machine::wait), ...)
+/// return.
+///
 /// Every VM life ends with exactly one of [`StartFailed`](Event::StartFailed),
 /// [`GuestStopped`](Event::GuestStopped),
 /// [`StoppedWithError`](Event::StoppedWithError) or
@@ -170,8 +174,8 @@ unsafe extern "C" fn guest_did_stop(ctx: *mut c_void) {
     guarded("guest_did_stop", || {
         // SAFETY: the bridge passes back the context from `callbacks`.
         let shared = unsafe { shared_ref(ctx) };
-        shared.set_phase(Phase::Ended(Exit::GuestStopped));
         shared.emit(Event::GuestStopped);
+        shared.set_phase(Phase::Ended(Exit::GuestStopped));
     });
 }
 
@@ -183,8 +187,8 @@ unsafe extern "C" fn did_stop_with_error(ctx: *mut c_void, error: sys::VMZErrorR
         // SAFETY: as in `guest_did_stop`.
         let shared = unsafe { shared_ref(ctx) };
         let error = Error::Bridge(error.expect("did_stop_with_error without an error"));
-        shared.set_phase(Phase::Ended(Exit::Error(error.clone())));
-        shared.emit(Event::StoppedWithError(error));
+        shared.emit(Event::StoppedWithError(error.clone()));
+        shared.set_phase(Phase::Ended(Exit::Error(error)));
     });
 }
 
@@ -229,14 +233,14 @@ pub(crate) unsafe extern "C" fn start_completion(ctx: *mut c_void, error: sys::V
         let StartContext { shared, then } = *context;
         let result = match error {
             None => {
-                shared.set_phase(Phase::Running);
                 shared.emit(Event::Started);
+                shared.set_phase(Phase::Running);
                 Ok(())
             }
             Some(e) => {
                 let e = Error::Bridge(e);
-                shared.set_phase(Phase::Ended(Exit::Error(e.clone())));
                 shared.emit(Event::StartFailed(e.clone()));
+                shared.set_phase(Phase::Ended(Exit::Error(e.clone())));
                 Err(e)
             }
         };
@@ -258,8 +262,8 @@ pub(crate) unsafe extern "C" fn force_stop_completion(ctx: *mut c_void, error: s
     };
     guarded("force-stop completion", move || match error {
         None => {
-            shared.set_phase(Phase::Ended(Exit::ForceStopped));
             shared.emit(Event::ForceStopped);
+            shared.set_phase(Phase::Ended(Exit::ForceStopped));
         }
         Some(e) => log::warn!("force stop did not complete: {e}"),
     });

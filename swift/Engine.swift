@@ -49,7 +49,9 @@ protocol VMEngine: AnyObject {
     func forceStop()
 }
 
-#if os(Linux)
+// VMZ_TYPECHECK_VZ: scripts/typecheck-macos.sh checks the macOS engine on
+// Linux against a stub of Virtualization.framework.
+#if os(Linux) && !VMZ_TYPECHECK_VZ
 typealias PlatformEngine = QEMUEngine
 #elseif canImport(Virtualization)
 typealias PlatformEngine = VZEngine
@@ -209,7 +211,8 @@ final class Machine: EngineDelegate {
     // MARK: EngineDelegate
 
     func engineDidStop(_ how: EngineStop) {
-        let wasStarting = state == VMZ_STATE_STARTING
+        // Not `state == STARTING`: a force stop moves the state to STOPPING.
+        let wasStarting = startCompletion != nil
         let forced = forcing
         switch how {
         case .guest, .forced:

@@ -1,0 +1,490 @@
+// The macOS engine: Apple's Virtualization.framework.
+//
+// Same contract as QEMUEngine behind the same protocol (Engine.swift): the
+// Machine calls every method on the VM's serial queue, and the engine
+// reports on that queue, each report at most once.
+//
+// Virtualization.framework raises Objective-C exceptions (which Swift cannot
+// catch) for some invalid input, so everything the framework would reject is
+// checked first: ParsedConfig (files, limits, descriptors), then `validate`
+// here (kernel format, accelerator, host support), then the framework's own
+// `VZVirtualMachineConfiguration.validate()`.
+//
+// Threading: the VM is created with `VZVirtualMachine(configuration:queue:)`
+// on the Machine's queue, so every framework call, property read, completion
+// and delegate callback happens on that one queue (macOS 14 asserts it).
+//
+// STATUS: type-checked on Linux against swift/stubs/Virtualization (see
+// scripts/typecheck-macos.sh); not yet compiled against Apple's SDK nor run.
+
+#if canImport(Virtualization)
+#if canImport(Darwin)
+import Darwin
+#elseif canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Foundation
+import Virtualization
+
+final class VZEngine: VMEngine {
+    private let queue: DispatchQueue
+    private weak var delegate: EngineDelegate?
+    /// Receives the framework's delegate calls (VZVirtualMachine.delegate is
+    /// weak: this reference keeps it alive).
+    private let observer = VZEngineObserver()
+    private var vm: VZVirtualMachine?
+    /// A gzip-compressed kernel, decompressed; removed with the engine.
+    private var decompressedKernel: DecompressedKernel?
+
+    // Run time, on `queue`.
+    private var startCompletion: ((BridgeError?) -> Void)?
+    private var starting = false
+    private var forcing = false
+    private var stopIssued = false
+    /// The VM's end (or its failed start) was reported: nothing more is.
+    private var reported = false
+
+    // MARK: Limits and validation
+
+    static func limits() throws -> Limits {
+        let minMemory = VZVirtualMachineConfiguration.minimumAllowedMemorySize
+        let maxMemory = VZVirtualMachineConfiguration.maximumAllowedMemorySize
+        return Limits(
+            minCPUs: max(1, VZVirtualMachineConfiguration.minimumAllowedCPUCount),
+            maxCPUs: VZVirtualMachineConfiguration.maximumAllowedCPUCount,
+            // Whole MiB inside the framework's range (ParsedConfig accepts
+            // whole MiB only).
+            minMemory: (minMemory + mib - 1) / mib * mib,
+            maxMemory: maxMemory / mib * mib,
+            // COMMAND_LINE_SIZE of arm64 and x86 Linux is 2048, NUL included.
+            maxCommandLine: 2047
+        )
+    }
+
+    static func validate(_ config: ParsedConfig) throws {
+        _ = try checkKernel(config.kernelPath)
+        if config.accelerator == .software {
+            throw BridgeError(
+                VMZ_ERROR_ACCELERATOR,
+                "software emulation is Linux-only (QEMU TCG); on macOS use the auto or hardware accelerator"
+            )
+        }
+        if !VZVirtualMachine.isSupported {
+            throw BridgeError(
+                VMZ_ERROR_ENGINE_UNAVAILABLE,
+                "Virtualization.framework cannot run virtual machines on this Mac (VZVirtualMachine.isSupported is false: no hardware virtualization, e.g. inside a VM without nested virtualization)"
+            )
+        }
+    }
+
+    /// The kernel architectures this build boots: arm64 Image on Apple
+    /// silicon; bzImage or ELF vmlinux on Intel (UNCONFIRMED on a real
+    /// Intel Mac). Both branches are compiled on every host.
+    #if arch(arm64)
+    private static let bootsArm64 = true
+    #else
+    private static let bootsArm64 = false
+    #endif
+
+    /// Checks the kernel's format; returns it (gzip is accepted here and
+    /// decompressed by `init`, since validation writes no files).
+    /// `decompressedFrom`: the original path when `path` is the decompressed
+    /// copy of a gzip-compressed kernel.
+    @discardableResult
+    static func checkKernel(_ path: String, decompressedFrom original: String? = nil) throws -> KernelFormat {
+        let format = try KernelFormat(path: path)
+        let what = original.map { "kernel \(quoted($0)) is gzip-compressed, and decompressed it" }
+            ?? "kernel \(quoted(path))"
+        switch format {
+        case .gzip where original == nil:
+            return format
+        case .arm64Image where bootsArm64, .bzImage where !bootsArm64, .elf where !bootsArm64:
+            return format
+        default:
+            break
+        }
+        let expected = bootsArm64
+            ? "an uncompressed arm64 Linux Image (\"ARM\\x64\" at offset 0x38, e.g. arch/arm64/boot/Image) or a gzip-compressed one"
+            : "an x86_64 bzImage or ELF vmlinux, possibly gzip-compressed"
+        throw BridgeError(VMZ_ERROR_KERNEL, "\(what) is \(format.description); Virtualization.framework boots \(expected)")
+    }
+
+    // MARK: Life cycle
+
+    /// Called by Machine.init on the caller's thread (never on `queue`):
+    /// the VM itself is built on `queue` with `queue.sync`.
+    init(config: ParsedConfig, queue: DispatchQueue, delegate: EngineDelegate) throws {
+        try VZEngine.validate(config)
+        self.queue = queue
+        self.delegate = delegate
+
+        var kernelPath = config.kernelPath
+        if try KernelFormat(path: kernelPath) == .gzip {
+            let kernel = try DecompressedKernel(decompressing: kernelPath)
+            decompressedKernel = kernel
+            try VZEngine.checkKernel(kernel.path, decompressedFrom: config.kernelPath)
+            kernelPath = kernel.path
+            log(.debug, "kernel \(quoted(config.kernelPath)) decompressed into \(quoted(kernel.path))")
+        }
+
+        // Our own duplicates, closed when the serial attachment is freed.
+        let reading: FileHandle? = config.inputFD == VMZ_FD_DEFAULT
+            ? nil
+            : FileHandle(fileDescriptor: try duplicate(config.inputFD), closeOnDealloc: true)
+        let writing = FileHandle(
+            fileDescriptor: try duplicate(config.outputFD == VMZ_FD_DEFAULT ? STDOUT_FILENO : config.outputFD),
+            closeOnDealloc: true
+        )
+
+        let observer = self.observer
+        vm = try queue.sync { () throws -> VZVirtualMachine in
+            let configuration = VZVirtualMachineConfiguration()
+            configuration.platform = VZGenericPlatformConfiguration()
+            let bootLoader = VZLinuxBootLoader(kernelURL: URL(fileURLWithPath: kernelPath))
+            bootLoader.commandLine = config.commandLine
+            if let initrd = config.initrdPath {
+                bootLoader.initialRamdiskURL = URL(fileURLWithPath: initrd)
+            }
+            configuration.bootLoader = bootLoader
+            configuration.cpuCount = config.cpuCount
+            configuration.memorySize = config.memorySize
+
+            let serial = VZVirtioConsoleDeviceSerialPortConfiguration()
+            serial.attachment = VZFileHandleSerialPortAttachment(
+                fileHandleForReading: reading, fileHandleForWriting: writing)
+            configuration.serialPorts = [serial]
+            if config.enableNAT {
+                let network = VZVirtioNetworkDeviceConfiguration()
+                network.attachment = VZNATNetworkDeviceAttachment()
+                configuration.networkDevices = [network]
+            }
+            configuration.entropyDevices = [VZVirtioEntropyDeviceConfiguration()]
+
+            do {
+                try configuration.validate()
+            } catch {
+                throw VZEngine.bridgeError(error, .configuration)
+            }
+            let vm = VZVirtualMachine(configuration: configuration, queue: queue)
+            vm.delegate = observer
+            return vm
+        }
+        observer.engine = self
+    }
+
+    deinit {
+        // The VM is released on its own queue, like every other access: the
+        // only reference left is the one handed to the queue.
+        let last = vm.map { Unmanaged.passRetained($0) }
+        vm = nil
+        if let last {
+            queue.async { last.release() }
+        }
+        log(.trace, "VZ engine freed")
+    }
+
+    func start(completion: @escaping (BridgeError?) -> Void) {
+        guard let vm else {
+            completion(BridgeError(VMZ_ERROR_INTERNAL, "the VZ engine has no VM"))
+            return
+        }
+        startCompletion = completion
+        starting = true
+        vm.start { [self] result in
+            starting = false
+            if reported { return }
+            if forcing {
+                // A force stop came while starting: the outcome of the start
+                // no longer matters, only that the VM ends.
+                startCompletion = nil
+                switch result {
+                case .success:
+                    issueStop()
+                case .failure(let error):
+                    log(.debug, "start ended by the force stop: \((error as NSError).localizedDescription)")
+                    if !stopIssued { report(.forced) }
+                }
+                return
+            }
+            guard let completion = startCompletion else { return }
+            startCompletion = nil
+            switch result {
+            case .success:
+                completion(nil)
+            case .failure(let error):
+                reported = true
+                completion(VZEngine.bridgeError(error, .start))
+            }
+        }
+    }
+
+    func requestStop() throws {
+        guard let vm, !starting, !reported else {
+            throw BridgeError(VMZ_ERROR_INVALID_STATE, "the VM is not running")
+        }
+        do {
+            try vm.requestStop()
+        } catch {
+            throw VZEngine.bridgeError(error, .requestStop)
+        }
+    }
+
+    func forceStop() {
+        forcing = true
+        guard !reported else { return }
+        guard let vm else {
+            report(.forced)
+            return
+        }
+        if starting && !vm.canStop {
+            // The start completion issues the stop.
+            log(.debug, "force stop deferred until the start completes")
+            return
+        }
+        issueStop()
+    }
+
+    private func issueStop() {
+        guard let vm, !stopIssued, !reported else { return }
+        stopIssued = true
+        vm.stop { [self] error in
+            if let error {
+                report(.error(VZEngine.bridgeError(error, .stop)))
+            } else {
+                report(.forced)
+            }
+        }
+    }
+
+    /// From the framework's delegate: the VM ended by itself (`error` nil:
+    /// the guest stopped it).
+    fileprivate func vmDidStop(_ error: Error?) {
+        if let error {
+            log(.debug, "VZ: stopped with error: \((error as NSError).localizedDescription)")
+        }
+        if forcing {
+            report(.forced)
+            return
+        }
+        if starting, let completion = startCompletion {
+            // Ended before the start completed: a failed start, as QEMU.
+            startCompletion = nil
+            reported = true
+            let reason = error.map { VZEngine.bridgeError($0, .start).message }
+                ?? "the guest stopped while the VM was starting"
+            completion(BridgeError(VMZ_ERROR_START_FAILED, reason))
+            return
+        }
+        if let error {
+            report(.error(VZEngine.bridgeError(error, .runtime)))
+        } else {
+            report(.guest)
+        }
+    }
+
+    private func report(_ how: EngineStop) {
+        guard !reported else { return }
+        reported = true
+        startCompletion = nil
+        delegate?.engineDidStop(how)
+    }
+
+    // MARK: Errors
+
+    enum Phase {
+        case configuration, start, requestStop, stop, runtime
+
+        var context: String {
+            switch self {
+            case .configuration: return "Virtualization.framework rejected the configuration"
+            case .start: return "the VM failed to start"
+            case .requestStop: return "the stop request failed"
+            case .stop: return "the force stop failed"
+            case .runtime: return "the VM stopped with an error"
+            }
+        }
+
+        var defaultCode: VMZErrorCode {
+            switch self {
+            case .configuration: return VMZ_ERROR_INVALID_ARGUMENT
+            case .start: return VMZ_ERROR_START_FAILED
+            case .requestStop, .stop, .runtime: return VMZ_ERROR_RUNTIME
+            }
+        }
+    }
+
+    static let entitlementFix =
+        "to fix it, sign the binary with vmz.entitlements (in the vmz sources): `codesign --entitlements vmz.entitlements --force -s - <binary>`, or for cargo run/test use the runner scripts/macos-sign-and-run.sh (see the README)"
+
+    /// A framework error as a BridgeError, keeping its description.
+    static func bridgeError(_ error: Error, _ phase: Phase) -> BridgeError {
+        let ns = error as NSError
+        var text = ns.localizedDescription
+        if let reason = ns.localizedFailureReason, !text.contains(reason) {
+            text += " (\(reason))"
+        }
+        let isVZ = ns.domain == VZErrorDomain
+        let origin = isVZ ? "VZError code \(ns.code)" : "\(ns.domain) code \(ns.code)"
+        let detail = "\(phase.context): \(text) [\(origin)]"
+
+        let mentionsEntitlement = text.lowercased().contains("entitlement")
+        if mentionsEntitlement && (phase == .configuration || phase == .start) {
+            return BridgeError(
+                VMZ_ERROR_ENGINE_UNAVAILABLE,
+                "\(detail). The process lacks the com.apple.security.virtualization entitlement: \(entitlementFix)"
+            )
+        }
+        // The VM ended on its own: whatever the framework's code, that is a
+        // run-time error of the VM, not a bug of the bridge.
+        guard isVZ, phase != .runtime else { return BridgeError(phase.defaultCode, detail) }
+        switch ns.code {
+        case 1:  // internalError
+            return BridgeError(VMZ_ERROR_INTERNAL, detail)
+        case 2 where phase == .start:  // invalidVirtualMachineConfiguration
+            // The configuration passed validate() in init: at start this is
+            // most often the missing entitlement.
+            return BridgeError(
+                VMZ_ERROR_START_FAILED,
+                "\(detail). This is probably a missing com.apple.security.virtualization entitlement: \(entitlementFix)"
+            )
+        case 2:
+            return BridgeError(phase == .configuration ? VMZ_ERROR_INVALID_ARGUMENT : phase.defaultCode, detail)
+        case 3, 4:  // invalidVirtualMachineState, invalidVirtualMachineStateTransition
+            return BridgeError(VMZ_ERROR_INVALID_STATE, detail)
+        case 6:  // virtualMachineLimitExceeded
+            return BridgeError(VMZ_ERROR_ENGINE_UNAVAILABLE, "\(detail) (too many VMs running on this Mac)")
+        default:
+            return BridgeError(phase.defaultCode, detail)
+        }
+    }
+}
+
+/// VZVirtualMachine's delegate. Its methods are @objc through the protocol
+/// (a signature mismatch would silently never be called: the stub type-check
+/// builds the protocol without default implementations to catch that).
+private final class VZEngineObserver: NSObject, VZVirtualMachineDelegate {
+    weak var engine: VZEngine?
+
+    func guestDidStop(_ virtualMachine: VZVirtualMachine) {
+        engine?.vmDidStop(nil)
+    }
+
+    func virtualMachine(_ virtualMachine: VZVirtualMachine, didStopWithError error: any Error) {
+        engine?.vmDidStop(error)
+    }
+}
+
+// MARK: - Kernel formats
+
+/// What a kernel file is, from its first bytes.
+enum KernelFormat: Equatable, CustomStringConvertible {
+    case arm64Image, gzip, efiZboot, bzImage, elf, unknown
+
+    init(path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) cannot be read: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var h = [UInt8](repeating: 0, count: 0x210)
+        let n = h.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        func has(_ offset: Int, _ bytes: [UInt8]) -> Bool {
+            n >= offset + bytes.count && Array(h[offset..<offset + bytes.count]) == bytes
+        }
+        if has(0, [0x1f, 0x8b]) {
+            self = .gzip
+        } else if has(0x38, Array("ARM".utf8) + [0x64]) {
+            self = .arm64Image
+        } else if has(0, Array("MZ".utf8)) && has(4, Array("zimg".utf8)) {
+            self = .efiZboot
+        } else if has(0, [0x7f, 0x45, 0x4c, 0x46]) {
+            self = .elf
+        } else if has(0x202, Array("HdrS".utf8)) {
+            self = .bzImage
+        } else {
+            self = .unknown
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .arm64Image: return "an arm64 Image"
+        case .gzip: return "gzip-compressed"
+        case .efiZboot: return "an EFI zboot image (vmlinuz.efi, compressed inside; extract the Image from it)"
+        case .bzImage: return "an x86 bzImage"
+        case .elf: return "an ELF file (vmlinux)"
+        case .unknown: return "of an unknown format (not a Linux kernel image?)"
+        }
+    }
+}
+
+/// A gzip-compressed kernel decompressed into a private directory (0700,
+/// mkdtemp) with `/usr/bin/gunzip`; the files are removed when this object
+/// is freed.
+final class DecompressedKernel {
+    let directory: String
+    let path: String
+
+    init(decompressing source: String) throws {
+        var base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        if base.isEmpty { base = "/tmp" }
+        while base.count > 1 && base.hasSuffix("/") { base.removeLast() }
+        var template = Array("\(base)/vmz-kernel-XXXXXX".utf8CString)
+        guard let dir = mkdtemp(&template) else { throw BridgeError.system("mkdtemp", errno, base) }
+        directory = String(cString: dir)
+        path = directory + "/Image"
+        let errorPath = directory + "/gunzip.err"
+        defer { unlink(errorPath) }
+
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        if input < 0 {
+            throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(source)) cannot be read: \(String(cString: strerror(errno)))")
+        }
+        defer { close(input) }
+        let output = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if output < 0 { throw BridgeError.system("open", errno, "decompressed kernel \(quoted(path))") }
+        defer { close(output) }
+        let errors = open(errorPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if errors < 0 { throw BridgeError.system("open", errno, quoted(errorPath)) }
+        defer { close(errors) }
+
+        // The kernel goes in on stdin: no path on a command line.
+        let gunzip = "/usr/bin/gunzip"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: gunzip)
+        process.arguments = ["-c"]
+        process.standardInput = FileHandle(fileDescriptor: input, closeOnDealloc: false)
+        process.standardOutput = FileHandle(fileDescriptor: output, closeOnDealloc: false)
+        process.standardError = FileHandle(fileDescriptor: errors, closeOnDealloc: false)
+        do {
+            try process.run()
+        } catch {
+            throw BridgeError(
+                VMZ_ERROR_KERNEL,
+                "kernel \(quoted(source)) is gzip-compressed and \(gunzip) cannot be run to decompress it: \((error as NSError).localizedDescription)"
+            )
+        }
+        process.waitUntilExit()
+        guard process.terminationReason == .exit && process.terminationStatus == 0 else {
+            var message = ""
+            if let data = FileManager.default.contents(atPath: errorPath) {
+                message = String(decoding: data.prefix(2048), as: UTF8.self)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let status = process.terminationReason == .exit
+                ? "exited with status \(process.terminationStatus)"
+                : "was killed by signal \(process.terminationStatus)"
+            throw BridgeError(
+                VMZ_ERROR_KERNEL,
+                "kernel \(quoted(source)) looks gzip-compressed but cannot be decompressed: gunzip \(status)\(message.isEmpty ? "" : ": \(message)")"
+            )
+        }
+    }
+
+    deinit {
+        unlink(path)
+        rmdir(directory)
+    }
+}
+#endif

@@ -1,0 +1,177 @@
+// A SIGNATURE STUB of Apple's Virtualization.framework, for type-checking
+// swift/VZEngine.swift on Linux (scripts/typecheck-macos.sh). It is NEVER
+// compiled into or linked with the library: build.rs compiles only
+// swift/*.swift, not this subdirectory, and on macOS the real framework is
+// used.
+//
+// Rules for this file:
+//  - It may only contain declarations that Apple's SDK declares, with the
+//    same names, types, labels, optionality and throwing, as listed in the
+//    project's notes shared/reference/virtualization-api.md (taken from
+//    Apple's headers, .swiftinterface files and documentation). Nothing invented:
+//    an engine that type-checks here must use only real API.
+//  - Only what swift/VZEngine.swift uses: add a declaration here when the
+//    engine starts using it, never before.
+//  - Bodies are fatalError(): nothing here ever runs.
+//  - Deliberate differences, forced by Linux (no Objective-C runtime):
+//    * the delegate protocol's requirements are plain, with empty default
+//      implementations in an extension, where Apple has `@objc optional`;
+//      scripts/typecheck-macos.sh also builds this module with
+//      -D VMZ_STUB_NO_DEFAULTS so that a delegate method whose signature
+//      does not match (and would silently never be called) is an error;
+//    * abstract base classes get an `internal` initializer (invisible to
+//      the engine) so that their subclasses can be declared; Apple's are
+//      unavailable, and so is a public `init()` here;
+//    * NSCopying conformances and @available annotations beyond the
+//      macOS 12 ones are left out (the engine does not use them);
+//    * the value of VZErrorDomain is a placeholder (the engine compares
+//      against the constant, never against a literal).
+
+import Dispatch
+import Foundation
+
+// MARK: - Errors
+
+/// ObjC: `NSErrorDomain const VZErrorDomain` (macOS 11).
+@available(macOS 11.0, *)
+public let VZErrorDomain: String = "placeholder: the real value comes from the SDK"
+
+// MARK: - Configuration
+
+@available(macOS 11.0, *)
+open class VZVirtualMachineConfiguration: NSObject {
+    public override init() { fatalError() }
+
+    open var bootLoader: VZBootLoader? { get { fatalError() } set { fatalError() } }
+    open var memorySize: UInt64 { get { fatalError() } set { fatalError() } }
+    open var cpuCount: Int { get { fatalError() } set { fatalError() } }
+    open var serialPorts: [VZSerialPortConfiguration] { get { fatalError() } set { fatalError() } }
+    open var networkDevices: [VZNetworkDeviceConfiguration] { get { fatalError() } set { fatalError() } }
+    open var entropyDevices: [VZEntropyDeviceConfiguration] { get { fatalError() } set { fatalError() } }
+    @available(macOS 12.0, *)
+    open var platform: VZPlatformConfiguration { get { fatalError() } set { fatalError() } }
+
+    open func validate() throws { fatalError() }
+
+    open class var minimumAllowedMemorySize: UInt64 { fatalError() }
+    open class var maximumAllowedMemorySize: UInt64 { fatalError() }
+    open class var minimumAllowedCPUCount: Int { fatalError() }
+    open class var maximumAllowedCPUCount: Int { fatalError() }
+}
+
+// MARK: - Boot loader
+
+@available(macOS 11.0, *)
+open class VZBootLoader: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZLinuxBootLoader: VZBootLoader {
+    public init(kernelURL: URL) { fatalError() }
+    open var kernelURL: URL { get { fatalError() } set { fatalError() } }
+    open var commandLine: String { get { fatalError() } set { fatalError() } }
+    open var initialRamdiskURL: URL? { get { fatalError() } set { fatalError() } }
+}
+
+// MARK: - Platform
+
+@available(macOS 12.0, *)
+open class VZPlatformConfiguration: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 12.0, *)
+open class VZGenericPlatformConfiguration: VZPlatformConfiguration {
+    public init() { fatalError() }
+}
+
+// MARK: - Serial port
+
+@available(macOS 11.0, *)
+open class VZSerialPortConfiguration: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+    open var attachment: VZSerialPortAttachment? { get { fatalError() } set { fatalError() } }
+}
+
+@available(macOS 11.0, *)
+open class VZVirtioConsoleDeviceSerialPortConfiguration: VZSerialPortConfiguration {
+    public init() { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZSerialPortAttachment: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZFileHandleSerialPortAttachment: VZSerialPortAttachment {
+    public init(fileHandleForReading: FileHandle?, fileHandleForWriting: FileHandle?) { fatalError() }
+}
+
+// MARK: - Network
+
+@available(macOS 11.0, *)
+open class VZNetworkDeviceConfiguration: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+    open var attachment: VZNetworkDeviceAttachment? { get { fatalError() } set { fatalError() } }
+}
+
+@available(macOS 11.0, *)
+open class VZVirtioNetworkDeviceConfiguration: VZNetworkDeviceConfiguration {
+    public init() { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZNetworkDeviceAttachment: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZNATNetworkDeviceAttachment: VZNetworkDeviceAttachment {
+    public init() { fatalError() }
+}
+
+// MARK: - Entropy
+
+@available(macOS 11.0, *)
+open class VZEntropyDeviceConfiguration: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZVirtioEntropyDeviceConfiguration: VZEntropyDeviceConfiguration {
+    public init() { fatalError() }
+}
+
+// MARK: - Virtual machine
+
+@available(macOS 11.0, *)
+open class VZVirtualMachine: NSObject {
+    public init(configuration: VZVirtualMachineConfiguration, queue: DispatchQueue) { fatalError() }
+
+    open class var isSupported: Bool { fatalError() }
+    weak open var delegate: (any VZVirtualMachineDelegate)?
+    @available(macOS 12.0, *)
+    open var canStop: Bool { fatalError() }
+
+    open func start(completionHandler: @escaping (Result<Void, any Error>) -> Void) { fatalError() }
+    @available(macOS 12.0, *)
+    open func stop(completionHandler: @escaping ((any Error)?) -> Void) { fatalError() }
+    open func requestStop() throws { fatalError() }
+}
+
+@available(macOS 11.0, *)
+public protocol VZVirtualMachineDelegate: NSObjectProtocol {
+    func guestDidStop(_ virtualMachine: VZVirtualMachine)
+    func virtualMachine(_ virtualMachine: VZVirtualMachine, didStopWithError error: any Error)
+}
+
+#if !VMZ_STUB_NO_DEFAULTS
+// Stands in for `@objc optional`.
+@available(macOS 11.0, *)
+extension VZVirtualMachineDelegate {
+    public func guestDidStop(_ virtualMachine: VZVirtualMachine) {}
+    public func virtualMachine(_ virtualMachine: VZVirtualMachine, didStopWithError error: any Error) {}
+}
+#endif
