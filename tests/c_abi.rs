@@ -1,0 +1,395 @@
+//! The C ABI itself, called through the raw bindings as a C caller would:
+//! every bad input gives a clear error, starts nothing and leaks nothing.
+
+mod common;
+
+use std::ffi::{c_void, CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::ptr::{null, null_mut};
+
+use common::{Console, Resources, BOOT_TIMEOUT, MARKER};
+use vmz::sys::{self, VMZConfig, VMZErrorRef};
+use vmz::ErrorCode;
+
+const MIB: u64 = 1 << 20;
+
+/// Owned C strings for one config, kept alive while it is used.
+struct Strings {
+    kernel: Option<CString>,
+    initrd: Option<CString>,
+    cmdline: Option<CString>,
+}
+
+fn cstr(bytes: &[u8]) -> CString {
+    CString::new(bytes).unwrap()
+}
+
+fn guest_strings() -> Strings {
+    let g = common::guest();
+    Strings {
+        kernel: Some(cstr(g.kernel.as_os_str().as_bytes())),
+        initrd: Some(cstr(g.initrd.as_os_str().as_bytes())),
+        cmdline: Some(cstr(g.cmdline.as_bytes())),
+    }
+}
+
+fn config(s: &Strings) -> VMZConfig {
+    VMZConfig {
+        struct_size: std::mem::size_of::<VMZConfig>() as u32,
+        kernel_path: s.kernel.as_ref().map_or(null(), |c| c.as_ptr()),
+        initrd_path: s.initrd.as_ref().map_or(null(), |c| c.as_ptr()),
+        command_line: s.cmdline.as_ref().map_or(null(), |c| c.as_ptr()),
+        read_pipe_fd: -1,
+        write_pipe_fd: -1,
+        cpu_count: 1,
+        memory_size: 256 * MIB,
+        enable_nat: false,
+        accelerator: sys::VMZ_ACCEL_AUTO,
+    }
+}
+
+/// Takes an out-parameter error: (code, message), freeing it.
+fn take(err: VMZErrorRef) -> (ErrorCode, String) {
+    assert!(!err.is_null(), "an error object");
+    // SAFETY: the bridge handed us this error; we free it once, below.
+    let e = unsafe { vmz::BridgeError::from_raw(err) }.unwrap();
+    (e.code(), e.message().to_string())
+}
+
+/// Validate and create must both refuse `cfg` with `code`, mentioning
+/// `words`; nothing starts, nothing leaks.
+fn refused(what: &str, cfg: *const VMZConfig, code: ErrorCode, words: &str) {
+    let before = Resources::now();
+    let mut err: VMZErrorRef = null_mut();
+    // SAFETY: `cfg` is NULL or points to a config whose strings outlive the
+    // call; `err` is a valid out-parameter.
+    assert!(
+        !unsafe { sys::vmz_validate_config(cfg, &mut err) },
+        "{what}: validate"
+    );
+    let (c, m) = take(err);
+    assert_eq!(c, code, "{what}: {m}");
+    assert!(m.contains(words), "{what}: {m:?} should mention {words:?}");
+
+    let mut err: VMZErrorRef = null_mut();
+    // SAFETY: as above; NULL callbacks are allowed.
+    let h = unsafe { sys::vmz_create(cfg, null(), &mut err) };
+    assert!(h.is_null(), "{what}: no handle");
+    assert_eq!(take(err).0, code, "{what}: create");
+    assert!(common::children().is_empty(), "{what}: nothing started");
+    before.assert_restored();
+}
+
+fn with(s: &Strings, f: impl FnOnce(&mut VMZConfig)) -> VMZConfig {
+    let mut c = config(s);
+    f(&mut c);
+    c
+}
+
+#[test]
+fn the_base_config_is_valid() {
+    let _s = common::serial();
+    let s = guest_strings();
+    let mut err: VMZErrorRef = null_mut();
+    // SAFETY: valid config and out-parameter.
+    assert!(unsafe { sys::vmz_validate_config(&config(&s), &mut err) });
+    assert!(err.is_null());
+}
+
+#[test]
+fn null_pointers_and_struct_sizes() {
+    let _s = common::serial();
+    let s = guest_strings();
+    refused(
+        "NULL config",
+        null(),
+        ErrorCode::InvalidArgument,
+        "config is NULL",
+    );
+    for size in [0, 4, std::mem::size_of::<VMZConfig>() as u32 - 1] {
+        let c = with(&s, |c| c.struct_size = size);
+        refused(
+            "small struct_size",
+            &c,
+            ErrorCode::InvalidArgument,
+            "struct_size",
+        );
+    }
+    let no_kernel = Strings {
+        kernel: None,
+        ..guest_strings()
+    };
+    refused(
+        "NULL kernel",
+        &config(&no_kernel),
+        ErrorCode::InvalidArgument,
+        "kernel path is NULL",
+    );
+    let empty = Strings {
+        kernel: Some(cstr(b"")),
+        ..guest_strings()
+    };
+    refused(
+        "empty kernel",
+        &config(&empty),
+        ErrorCode::InvalidArgument,
+        "empty",
+    );
+
+    // NULL initrd and NULL command line mean "none" and "empty".
+    let optional = Strings {
+        initrd: None,
+        cmdline: None,
+        ..guest_strings()
+    };
+    let mut err: VMZErrorRef = null_mut();
+    // SAFETY: valid config and out-parameter.
+    assert!(unsafe { sys::vmz_validate_config(&config(&optional), &mut err) });
+}
+
+#[test]
+fn strings_that_are_not_utf8() {
+    let _s = common::serial();
+    for (field, words) in [
+        ("kernel", "kernel path is not valid UTF-8"),
+        ("initrd", "initrd path is not valid UTF-8"),
+        ("cmdline", "command line is not valid UTF-8"),
+    ] {
+        let mut s = guest_strings();
+        let bad = Some(cstr(b"/tmp/\xff\xfe-not-utf8"));
+        match field {
+            "kernel" => s.kernel = bad,
+            "initrd" => s.initrd = bad,
+            _ => s.cmdline = bad,
+        }
+        refused(field, &config(&s), ErrorCode::InvalidArgument, words);
+    }
+}
+
+#[test]
+fn a_one_mib_command_line() {
+    let _s = common::serial();
+    let s = Strings {
+        cmdline: Some(cstr(&vec![b'x'; 1 << 20])),
+        ..guest_strings()
+    };
+    refused(
+        "1 MiB",
+        &config(&s),
+        ErrorCode::CommandLine,
+        "1048576 bytes",
+    );
+}
+
+#[test]
+fn descriptors_out_of_range() {
+    let _s = common::serial();
+    let s = guest_strings();
+    for fd in [-2, i32::MIN, i32::MAX, 1_000_000, 65535] {
+        let c = with(&s, |c| c.read_pipe_fd = fd);
+        refused(
+            "read fd",
+            &c,
+            ErrorCode::SerialFd,
+            "serial input descriptor",
+        );
+        let c = with(&s, |c| c.write_pipe_fd = fd);
+        refused(
+            "write fd",
+            &c,
+            ErrorCode::SerialFd,
+            "serial output descriptor",
+        );
+    }
+}
+
+#[test]
+fn cpu_and_memory_at_and_beyond_every_bound() {
+    let _s = common::serial();
+    let s = guest_strings();
+    let l = vmz::Limits::query().unwrap();
+    let valid = |c: &VMZConfig| {
+        let mut err: VMZErrorRef = null_mut();
+        // SAFETY: valid config and out-parameter.
+        let ok = unsafe { sys::vmz_validate_config(c, &mut err) };
+        if !ok {
+            panic!("should be valid: {:?}", take(err));
+        }
+    };
+    valid(&with(&s, |c| c.cpu_count = l.min_cpus));
+    valid(&with(&s, |c| c.cpu_count = l.max_cpus));
+    for cpus in [0, l.max_cpus + 1, u32::MAX] {
+        let c = with(&s, |c| c.cpu_count = cpus);
+        refused("cpus", &c, ErrorCode::CpuCount, "CPU count");
+    }
+    valid(&with(&s, |c| c.memory_size = l.min_memory));
+    valid(&with(&s, |c| c.memory_size = l.max_memory));
+    for (bytes, words) in [
+        (0, "outside the allowed range"),
+        (l.min_memory - MIB, "outside the allowed range"),
+        (l.min_memory + 1, "not a whole number of MiB"),
+        (l.max_memory + MIB, "outside the allowed range"),
+        (u64::MAX, "not a whole number of MiB"),
+        (u64::MAX / MIB * MIB, "outside the allowed range"),
+    ] {
+        let c = with(&s, |c| c.memory_size = bytes);
+        refused("memory", &c, ErrorCode::MemorySize, words);
+    }
+    for accel in [3, u32::MAX] {
+        let c = with(&s, |c| c.accelerator = accel);
+        refused(
+            "accelerator",
+            &c,
+            ErrorCode::Accelerator,
+            "unknown accelerator",
+        );
+    }
+}
+
+/// Paths that would be options, separators or quoting in a command line
+/// are only ever file names: missing ones are reported by name...
+#[test]
+fn hostile_paths_that_do_not_exist() {
+    let _s = common::serial();
+    for path in [
+        "/tmp/vmz-no,such,file",
+        "/tmp/vmz no such file",
+        "/tmp/vmz-\"quoted'\"",
+        "/tmp/vmz-new\nline",
+        "-kernel",
+        "--help",
+        "file=/etc/passwd,if=none",
+        "/tmp/vmz-x -append init=/bin/sh",
+    ] {
+        let s = Strings {
+            kernel: Some(cstr(path.as_bytes())),
+            ..guest_strings()
+        };
+        let quoted_start = &path[..path.len().min(6)].replace('\n', "\\n");
+        refused(path, &config(&s), ErrorCode::Kernel, quoted_start);
+        refused(path, &config(&s), ErrorCode::Kernel, "does not exist");
+    }
+}
+
+/// ...and existing ones boot the guest they name, nothing else: QEMU gets
+/// the files as inherited descriptors, never their names.
+#[test]
+fn hostile_paths_that_exist_boot_normally() {
+    let _s = common::serial();
+    let g = common::guest();
+    let before = Resources::now();
+    let dir = std::env::temp_dir().join(format!("vmz,abi test {}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kernel = dir.join("-kernel,file=x \"q'\nvmlinux");
+    let initrd = dir.join("--initrd=passwd,if=none -append init=sh");
+    std::os::unix::fs::symlink(&g.kernel, &kernel).unwrap();
+    std::os::unix::fs::symlink(&g.initrd, &initrd).unwrap();
+    {
+        let (console, input, output) = Console::new();
+        let config = vmz::Config::builder(&kernel)
+            .initrd(&initrd)
+            .command_line(format!("{} vmz.test=a,b", g.cmdline))
+            .memory_mib(256)
+            .nat(false)
+            .serial_input(input)
+            .serial_output(output)
+            .build()
+            .unwrap();
+        let vm = vmz::Machine::new(&config).unwrap();
+        vm.start().unwrap();
+        console.expect(MARKER, BOOT_TIMEOUT);
+        vm.force_stop().unwrap();
+        drop(vm);
+        drop(config); // it holds the console's write end
+        console.close();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    before.assert_restored();
+}
+
+unsafe extern "C" fn ignore(_: *mut c_void, err: VMZErrorRef) {
+    // SAFETY: the completion owns its error.
+    unsafe { sys::vmz_error_free(err) }
+}
+
+#[test]
+fn handles_and_errors_misused() {
+    let _s = common::serial();
+    let before = Resources::now();
+    // SAFETY (whole test): every call is made with arguments the header
+    // allows, including the NULLs and repeated frees it promises to detect.
+    unsafe {
+        let mut err: VMZErrorRef = null_mut();
+        assert!(!sys::vmz_start(
+            null_mut(),
+            Some(ignore),
+            null_mut(),
+            &mut err
+        ));
+        assert_eq!(take(err).0, ErrorCode::InvalidArgument);
+        let mut err: VMZErrorRef = null_mut();
+        assert!(!sys::vmz_request_stop(null_mut(), &mut err));
+        assert_eq!(take(err).0, ErrorCode::InvalidArgument);
+        let mut err: VMZErrorRef = null_mut();
+        assert!(!sys::vmz_force_stop(null_mut(), None, null_mut(), &mut err));
+        assert_eq!(take(err).0, ErrorCode::InvalidArgument);
+        assert_eq!(sys::vmz_get_state(null_mut()), sys::VMZ_STATE_ERROR);
+        sys::vmz_release(null_mut());
+
+        // A failed call with no out-parameter: the error is dropped inside.
+        assert!(!sys::vmz_validate_config(null(), null_mut()));
+
+        // Errors: NULL is harmless; a second free is detected and ignored.
+        assert_eq!(sys::vmz_error_code(null_mut()), 0);
+        assert!(sys::vmz_error_message(null_mut()).is_null());
+        sys::vmz_error_free(null_mut());
+        let mut err: VMZErrorRef = null_mut();
+        assert!(!sys::vmz_validate_config(null(), &mut err));
+        let msg = CStr::from_ptr(sys::vmz_error_message(err))
+            .to_str()
+            .unwrap();
+        assert_eq!(msg, "config is NULL");
+        assert_eq!(vmz::live_objects().errors, 1);
+        sys::vmz_error_free(err);
+        sys::vmz_error_free(err);
+        assert_eq!(vmz::live_objects().errors, 0);
+
+        // A handle: NULL completion refused; released twice is detected.
+        let s = guest_strings();
+        let mut err: VMZErrorRef = null_mut();
+        let h = sys::vmz_create(&config(&s), null(), &mut err);
+        assert!(!h.is_null());
+        let mut err: VMZErrorRef = null_mut();
+        assert!(!sys::vmz_start(h, None, null_mut(), &mut err));
+        assert_eq!(take(err).0, ErrorCode::InvalidArgument);
+        assert_eq!(sys::vmz_get_state(h), sys::VMZ_STATE_CREATED);
+        sys::vmz_release(h);
+        sys::vmz_release(h);
+        assert_eq!(sys::vmz_get_state(h), sys::VMZ_STATE_ERROR);
+        let mut err: VMZErrorRef = null_mut();
+        assert!(!sys::vmz_start(h, Some(ignore), null_mut(), &mut err));
+        assert_eq!(take(err).0, ErrorCode::InvalidArgument);
+
+        // Limits: NULL and a short struct.
+        let mut err: VMZErrorRef = null_mut();
+        assert!(!sys::vmz_get_limits(null_mut(), &mut err));
+        assert_eq!(take(err).0, ErrorCode::InvalidArgument);
+        let mut limits = sys::VMZLimits {
+            struct_size: 4,
+            ..Default::default()
+        };
+        let mut err: VMZErrorRef = null_mut();
+        assert!(!sys::vmz_get_limits(&mut limits, &mut err));
+        assert_eq!(take(err).0, ErrorCode::InvalidArgument);
+
+        // Callbacks with a bad struct_size are refused before anything.
+        let cbs = sys::VMZCallbacks {
+            struct_size: 3,
+            ..Default::default()
+        };
+        let mut err: VMZErrorRef = null_mut();
+        assert!(sys::vmz_create(&config(&s), &cbs, &mut err).is_null());
+        assert_eq!(take(err).0, ErrorCode::InvalidArgument);
+    }
+    before.assert_restored();
+}
