@@ -7,18 +7,8 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{guest_config, Console, Resources, BOOT_TIMEOUT, MARKER};
+use common::{guest_config, machine_with_events, Console, Resources, BOOT_TIMEOUT, MARKER};
 use vmz::{ErrorCode, Event, Exit, Machine, State};
-
-/// A machine whose events arrive on a channel.
-fn machine_with_events(config: &vmz::Config) -> (Machine, mpsc::Receiver<Event>) {
-    let (tx, rx) = mpsc::channel();
-    let vm = Machine::with_event_handler(config, move |e| {
-        let _ = tx.send(e);
-    })
-    .expect("create");
-    (vm, rx)
-}
 
 fn next_event(rx: &mpsc::Receiver<Event>) -> Event {
     rx.recv_timeout(BOOT_TIMEOUT).expect("an event")

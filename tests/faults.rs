@@ -8,17 +8,8 @@ use std::io::Read;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{guest_config, Console, Resources, BOOT_TIMEOUT, MARKER};
+use common::{guest_config, machine_with_events, Console, Resources, BOOT_TIMEOUT, MARKER};
 use vmz::{ErrorCode, Event, Exit, Machine, State};
-
-fn machine_with_events(config: &vmz::Config) -> (Machine, mpsc::Receiver<Event>) {
-    let (tx, rx) = mpsc::channel();
-    let vm = Machine::with_event_handler(config, move |e| {
-        let _ = tx.send(e);
-    })
-    .expect("create");
-    (vm, rx)
-}
 
 fn the_qemu() -> i32 {
     let kids = common::children();

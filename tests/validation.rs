@@ -235,13 +235,7 @@ fn stop_before_start() {
 fn a_kernel_qemu_cannot_boot_fails_to_start_with_qemus_message() {
     let _s = common::serial();
     let before = Resources::now();
-    let dir = std::env::temp_dir().join(format!("vmz-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kernel = dir.join("bogus-vmlinux");
-    // An ELF magic number and nothing a loader can use.
-    let mut bytes = b"\x7fELF\x02\x01\x01".to_vec();
-    bytes.resize(4096, 0);
-    std::fs::write(&kernel, bytes).unwrap();
+    let (kernel, dir) = common::bogus_elf_kernel("test");
     {
         let (r, w) = std::io::pipe().unwrap();
         let config = Config::builder(&kernel)
@@ -260,7 +254,7 @@ fn a_kernel_qemu_cannot_boot_fails_to_start_with_qemus_message() {
         assert_eq!(vm.state(), vmz::State::Error);
         drop(r);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(dir);
     before.assert_restored();
 }
 

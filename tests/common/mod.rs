@@ -185,18 +185,47 @@ pub fn children() -> Vec<u32> {
     out
 }
 
+/// A machine whose events arrive on a channel.
+pub fn machine_with_events(
+    config: &vmz::Config,
+) -> (vmz::Machine, std::sync::mpsc::Receiver<vmz::Event>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let vm = vmz::Machine::with_event_handler(config, move |e| {
+        let _ = tx.send(e);
+    })
+    .expect("create");
+    (vm, rx)
+}
+
+/// A file with an ELF magic number and nothing a loader can use: it passes
+/// the bridge's format check and QEMU refuses it at start. Removed with the
+/// returned directory guard.
+pub fn bogus_elf_kernel(name: &str) -> (PathBuf, TempDir) {
+    let dir = TempDir(std::env::temp_dir().join(format!("vmz-{name}-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let kernel = dir.0.join("bogus-vmlinux");
+    let mut bytes = b"\x7fELF\x02\x01\x01".to_vec();
+    bytes.resize(4096, 0);
+    std::fs::write(&kernel, bytes).unwrap();
+    (kernel, dir)
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Makes the bridge create its process-wide resources once (dispatch's
 /// event loop descriptors, the spawner thread), so that leak checks compare
 /// steady states: starts QEMU on a kernel it refuses.
 pub fn warm_up() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("vmz-warm-up-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let kernel = dir.join("not-a-kernel");
-        let mut bytes = b"\x7fELF\x02\x01\x01".to_vec();
-        bytes.resize(4096, 0);
-        std::fs::write(&kernel, bytes).unwrap();
+        let (kernel, dir) = bogus_elf_kernel("warm-up");
         let config = vmz::Config::builder(&kernel)
             .memory_mib(128)
             .nat(false)
@@ -205,7 +234,7 @@ pub fn warm_up() {
         let vm = vmz::Machine::new(&config).unwrap();
         let _ = vm.start();
         drop(vm);
-        std::fs::remove_dir_all(&dir).unwrap();
+        drop(dir);
         // libdispatch opens its timer descriptor lazily, just after: wait
         // until the count has been steady for a while.
         let deadline = Instant::now() + Duration::from_secs(2);
