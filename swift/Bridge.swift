@@ -104,6 +104,16 @@ final class Registry: @unchecked Sendable {
         lock.withLock { live.contains(UnsafeMutableRawPointer(p)) }
     }
 
+    /// The object behind a live pointer, retained while the registry's
+    /// lock is held: a concurrent `remove` + release cannot free it between
+    /// the check and the retain.
+    func object<T: AnyObject>(_ p: OpaquePointer, as _: T.Type) -> T? {
+        lock.withLock {
+            guard live.contains(UnsafeMutableRawPointer(p)) else { return nil }
+            return Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+        }
+    }
+
     var count: Int { lock.withLock { live.count } }
 }
 

@@ -11,8 +11,8 @@ import Dispatch
 
 /// The Machine behind a live handle, or nil (NULL, released, or never ours).
 private func machine(_ handle: VMZHandle?) -> Machine? {
-    guard let handle, Registry.handles.contains(handle) else { return nil }
-    return Unmanaged<Machine>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
+    guard let handle else { return nil }
+    return Registry.handles.object(handle, as: Machine.self)
 }
 
 private func invalidHandle() -> BridgeError {
