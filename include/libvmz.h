@@ -222,7 +222,9 @@ bool vmz_validate_config(const VMZConfig *config, VMZErrorRef *error);
  * Validates `config` and creates a VM in the CREATED state; nothing runs
  * yet. `callbacks` may be NULL. Returns the handle, owned by the bridge and
  * released with vmz_release(); or NULL with `*error` set (the caller owns
- * it), in which case callbacks->release_context has been called.
+ * it), in which case callbacks->release_context has been called (unless
+ * `callbacks` itself was refused for its struct_size: then nothing in it is
+ * trusted or called).
  */
 VMZHandle vmz_create(const VMZConfig *config, const VMZCallbacks *callbacks, VMZErrorRef *error);
 
@@ -230,7 +232,9 @@ VMZHandle vmz_create(const VMZConfig *config, const VMZCallbacks *callbacks, VMZ
  * Starts the VM (asynchronous). Returns false with `*error` set if it cannot
  * start now (wrong state, bad handle); `completion` is then not called.
  * Otherwise returns true and `completion` is called exactly once, on the VM's
- * queue, when the VM runs or failed to start.
+ * queue, when the VM runs or failed to start (possibly before vmz_start
+ * returns, when the engine fails at once). vmz_release() before that calls
+ * it with a VMZ_ERROR_INVALID_STATE error.
  */
 bool vmz_start(VMZHandle handle, VMZCompletionCallback completion, void *context, VMZErrorRef *error);
 
