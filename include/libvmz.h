@@ -10,7 +10,9 @@
  *  - Strings passed in (config paths, command line) are borrowed for the
  *    duration of the call only. They must be NUL-terminated valid UTF-8.
  *  - File descriptors passed in are borrowed for the duration of the call:
- *    the bridge duplicates what it keeps. The caller may close its own
+ *    the bridge makes its own copies (Linux: pipes and terminals reopened,
+ *    so that QEMU's O_NONBLOCK does not reach the caller's open file
+ *    description; other kinds duplicated). The caller may close its own
  *    descriptors as soon as the call returns.
  *  - A VMZHandle is owned by the bridge and opaque: never dereference it.
  *    The caller releases it exactly once with vmz_release(); after that it

@@ -183,13 +183,14 @@ final class QEMUEngine: VMEngine {
         binary = try QEMUEngine.findBinary()
         accelerator = try QEMUEngine.resolveAccelerator(config.accelerator)
         if config.inputFD != VMZ_FD_DEFAULT {
-            inputFD = try duplicate(config.inputFD)
+            inputFD = try QEMUEngine.privateCopy(of: config.inputFD, reading: true)
             if isatty(inputFD) != 0 {
                 log(.warn, "serial input is a terminal: QEMU runs in its own process group and cannot read it; pass a pipe")
             }
         }
         do {
-            outputFD = try duplicate(config.outputFD == VMZ_FD_DEFAULT ? STDOUT_FILENO : config.outputFD)
+            outputFD = try QEMUEngine.privateCopy(
+                of: config.outputFD == VMZ_FD_DEFAULT ? STDOUT_FILENO : config.outputFD, reading: false)
         } catch {
             closeSerial()
             throw error
@@ -199,6 +200,40 @@ final class QEMUEngine: VMEngine {
     deinit {
         closeSerial()
         log(.trace, "QEMU engine freed")
+    }
+
+    /// A descriptor for QEMU's stdin/stdout that does not share the
+    /// caller's open file description where that can be avoided: QEMU sets
+    /// O_NONBLOCK on both, and on a shared description (a terminal, the
+    /// caller's own end of a pipe) that would make the caller's reads and
+    /// writes fail with EAGAIN. Pipes and terminals are reopened through
+    /// /proc/self/fd (a new description of the same pipe or terminal);
+    /// regular files need no care (O_NONBLOCK does nothing to them); other
+    /// kinds (sockets) are duplicated and so share their flags with the
+    /// caller's copy.
+    static func privateCopy(of fd: Int32, reading: Bool) throws -> Int32 {
+        var st = stat()
+        if fstat(fd, &st) == 0 {
+            let kind = st.st_mode & S_IFMT
+            if kind == S_IFIFO || kind == S_IFCHR {
+                // O_NONBLOCK only for the open itself: opening a pipe's
+                // read end must not wait for a writer (and a write end
+                // with no reader fails with ENXIO: then share).
+                let flags = (reading ? O_RDONLY : O_WRONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK
+                let copy = open("/proc/self/fd/\(fd)", flags)
+                if copy >= 0 {
+                    _ = fcntl(copy, F_SETFL, fcntl(copy, F_GETFL) & ~O_NONBLOCK)
+                    // Open above stdio, as duplicate() does.
+                    if copy > 2 { return copy }
+                    defer { close(copy) }
+                    return try duplicate(copy)
+                }
+                log(.debug, "cannot reopen descriptor \(fd) (\(String(cString: strerror(errno)))); sharing it")
+            } else if kind == S_IFSOCK {
+                log(.debug, "descriptor \(fd) is a socket: QEMU will make it non-blocking for its other users too")
+            }
+        }
+        return try duplicate(fd)
     }
 
     private func closeSerial() {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ fn boots_echoes_serial_and_powers_off() {
     let before = Resources::now();
     {
         let (mut console, input, output) = Console::new();
+        // Copies sharing the caller's open file descriptions: QEMU must not
+        // change their flags (it makes its own stdin/stdout non-blocking).
+        let probes = [input.try_clone().unwrap(), output.try_clone().unwrap()];
         let config = guest_config(input, output);
         let (vm, events) = machine_with_events(&config);
         drop(config);
@@ -29,6 +33,17 @@ fn boots_echoes_serial_and_powers_off() {
         vm.start().expect("start");
         assert!(matches!(next_event(&events), Event::Started));
         assert_eq!(vm.state(), State::Running);
+        console.expect(MARKER, BOOT_TIMEOUT);
+        for fd in &probes {
+            // SAFETY: fcntl(F_GETFL) on a descriptor we own.
+            let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+            assert_eq!(
+                flags & libc::O_NONBLOCK,
+                0,
+                "the caller's descriptor turned non-blocking"
+            );
+        }
+        drop(probes);
 
         console.expect(MARKER, BOOT_TIMEOUT);
         console.send_line("hello from the host");
