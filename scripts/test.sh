@@ -14,6 +14,8 @@ if [ -x scripts/typecheck-macos.sh ]; then
     echo "== macOS engine type-check (against swift/stubs/Virtualization)"
     scripts/typecheck-macos.sh
 fi
+echo "== Swift unit tests (swift/tests)"
+scripts/swift-tests.sh
 echo "== building the test guest"
 scripts/make-guest.sh
 echo "== cargo test"

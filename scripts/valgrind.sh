@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the tests that boot no guest under valgrind (memcheck): the unit
-# tests, the validation tests and the C ABI table. Any invalid read/write,
+# Runs the tests that boot no guest under valgrind (memcheck): the Swift
+# unit tests, the Rust unit tests, the validation tests and the C ABI table. Any invalid read/write,
 # use of uninitialised memory or bad free fails the run.
 #
 # Leak checking is left to the tests themselves (they count the bridge's
@@ -15,6 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind.sh: apt-get install valgrind" >&2; exit 1; }
 scripts/make-guest.sh
+
+echo "== valgrind swift/tests"
+VMZ_SWIFT_TESTS_UNDER="valgrind --quiet --error-exitcode=99 --track-origins=yes" scripts/swift-tests.sh
 
 bins=$(cargo test --no-run --lib --test validation --test c_abi --message-format=json 2>/dev/null |
     python3 -c 'import json,sys

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds and runs the Swift unit tests (swift/tests/): the bridge's sources
+# that need no VM, compiled with the test file into one executable.
+# VMZ_SWIFT_TESTS_UNDER="valgrind --error-exitcode=99 --quiet" runs it under
+# a checker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+swiftc -swift-version 5 -Onone -g -module-name VMZBridgeTests \
+    -import-objc-header swift/bridging.h -module-cache-path "$out/cache" \
+    swift/Bridge.swift swift/QMP.swift swift/tests/BridgeTests.swift \
+    -o "$out/bridge-tests"
+${VMZ_SWIFT_TESTS_UNDER:-} "$out/bridge-tests"
