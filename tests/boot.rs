@@ -69,15 +69,7 @@ fn boots_echoes_serial_and_powers_off() {
 
 #[test]
 fn graceful_stop_request_ends_a_running_guest_within_10s() {
-    let _serial = common::serial();
-    common::guest();
-    let before = Resources::now();
-    {
-        let (console, input, output) = Console::new();
-        let (vm, events) = machine_with_events(&guest_config(input, output));
-        vm.start().expect("start");
-        console.expect(MARKER, BOOT_TIMEOUT);
-
+    common::with_booted_guest(|vm, events, console| {
         vm.request_stop().expect("request stop");
         let exit = vm.wait_timeout(Duration::from_secs(10)).unwrap_or_else(|| {
             panic!(
@@ -86,26 +78,15 @@ fn graceful_stop_request_ends_a_running_guest_within_10s() {
             )
         });
         assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
-        assert!(matches!(next_event(&events), Event::Started));
-        assert!(matches!(next_event(&events), Event::GuestStopped));
+        assert!(matches!(next_event(events), Event::Started));
+        assert!(matches!(next_event(events), Event::GuestStopped));
         assert!(console.text().contains("vmz-guest: power button"));
-        drop(vm);
-        console.close();
-    }
-    before.assert_restored();
+    });
 }
 
 #[test]
 fn force_stop_ends_it_and_a_stopped_vm_refuses_more() {
-    let _serial = common::serial();
-    common::guest();
-    let before = Resources::now();
-    {
-        let (console, input, output) = Console::new();
-        let (vm, events) = machine_with_events(&guest_config(input, output));
-        vm.start().expect("start");
-        console.expect(MARKER, BOOT_TIMEOUT);
-
+    common::with_booted_guest(|vm, events, _console| {
         // Starting twice is refused, and the VM keeps running.
         let again = vm.start().unwrap_err();
         assert_eq!(again.code(), ErrorCode::InvalidState, "{again}");
@@ -114,17 +95,14 @@ fn force_stop_ends_it_and_a_stopped_vm_refuses_more() {
         vm.force_stop().expect("force stop");
         assert!(matches!(vm.exit(), Some(Exit::ForceStopped)));
         assert_eq!(vm.state(), State::Stopped);
-        assert!(matches!(next_event(&events), Event::Started));
-        assert!(matches!(next_event(&events), Event::ForceStopped));
+        assert!(matches!(next_event(events), Event::Started));
+        assert!(matches!(next_event(events), Event::ForceStopped));
 
         let e = vm.request_stop().unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidState);
         let e = vm.force_stop().unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidState);
-        drop(vm);
-        console.close();
-    }
-    before.assert_restored();
+    });
 }
 
 #[test]

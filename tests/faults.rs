@@ -69,14 +69,7 @@ fn qemu_killed_while_the_guest_runs() {
 
 #[test]
 fn a_guest_kernel_panic_ends_the_vm_with_an_error() {
-    let _s = common::serial();
-    common::guest();
-    let before = Resources::now();
-    {
-        let (mut console, input, output) = Console::new();
-        let vm = Machine::new(&guest_config(input, output)).unwrap();
-        vm.start().unwrap();
-        console.expect(MARKER, BOOT_TIMEOUT);
+    common::with_booted_guest(|vm, _events, console| {
         console.send_line("panic");
         let exit = vm.wait_timeout(BOOT_TIMEOUT).expect("the VM ends");
         let Exit::Error(e) = exit else {
@@ -84,22 +77,12 @@ fn a_guest_kernel_panic_ends_the_vm_with_an_error() {
         };
         assert_eq!(e.code(), ErrorCode::Runtime);
         assert!(e.to_string().contains("panicked"), "{e}");
-        drop(vm);
-        console.close();
-    }
-    before.assert_restored();
+    });
 }
 
 #[test]
 fn closing_the_serial_input_leaves_the_guest_running() {
-    let _s = common::serial();
-    common::guest();
-    let before = Resources::now();
-    {
-        let (mut console, input, output) = Console::new();
-        let (vm, events) = machine_with_events(&guest_config(input, output));
-        vm.start().unwrap();
-        console.expect(MARKER, BOOT_TIMEOUT);
+    common::with_booted_guest(|vm, events, console| {
         console.close_input();
         std::thread::sleep(Duration::from_secs(1));
         assert_eq!(vm.state(), State::Running);
@@ -112,10 +95,7 @@ fn closing_the_serial_input_leaves_the_guest_running() {
         ));
         assert!(matches!(events.recv().unwrap(), Event::Started));
         assert!(matches!(events.recv().unwrap(), Event::GuestStopped));
-        drop(vm);
-        console.close();
-    }
-    before.assert_restored();
+    });
 }
 
 #[test]
@@ -156,14 +136,7 @@ fn a_vanished_serial_reader_neither_kills_the_host_nor_the_vm() {
 
 #[test]
 fn a_guest_that_ignores_the_stop_request_is_forced_by_stop() {
-    let _s = common::serial();
-    common::guest();
-    let before = Resources::now();
-    {
-        let (mut console, input, output) = Console::new();
-        let vm = Machine::new(&guest_config(input, output)).unwrap();
-        vm.start().unwrap();
-        console.expect(MARKER, BOOT_TIMEOUT);
+    common::with_booted_guest(|vm, _events, console| {
         console.send_line("ignore-powerbutton");
         console.expect("vmz-guest: ignoring power button", BOOT_TIMEOUT);
 
@@ -177,22 +150,12 @@ fn a_guest_that_ignores_the_stop_request_is_forced_by_stop() {
         assert!(matches!(exit, Exit::ForceStopped), "{exit:?}");
         assert!(t.elapsed() >= Duration::from_secs(2), "waited the grace");
         assert_eq!(vm.state(), State::Stopped);
-        drop(vm);
-        console.close();
-    }
-    before.assert_restored();
+    });
 }
 
 #[test]
 fn stop_returns_the_guests_own_stop_when_it_complies() {
-    let _s = common::serial();
-    common::guest();
-    let before = Resources::now();
-    {
-        let (console, input, output) = Console::new();
-        let vm = Machine::new(&guest_config(input, output)).unwrap();
-        vm.start().unwrap();
-        console.expect(MARKER, BOOT_TIMEOUT);
+    common::with_booted_guest(|vm, _events, _console| {
         let exit = vm.stop(Duration::from_secs(10)).unwrap();
         assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
         // Stopping a stopped VM reports the same end.
@@ -200,10 +163,7 @@ fn stop_returns_the_guests_own_stop_when_it_complies() {
             vm.stop(Duration::from_secs(1)).unwrap(),
             Exit::GuestStopped
         ));
-        drop(vm);
-        console.close();
-    }
-    before.assert_restored();
+    });
 }
 
 #[test]

@@ -197,6 +197,27 @@ pub fn machine_with_events(
     (vm, rx)
 }
 
+/// Boots the test guest (one VM test at a time), waits for its marker,
+/// runs `body`, then drops the machine and checks that nothing is left
+/// behind: no QEMU child, descriptor, handle or error object.
+pub fn with_booted_guest(
+    body: impl FnOnce(&vmz::Machine, &std::sync::mpsc::Receiver<vmz::Event>, &mut Console),
+) {
+    let _serial = serial();
+    guest();
+    let before = Resources::now();
+    {
+        let (mut console, input, output) = Console::new();
+        let (vm, events) = machine_with_events(&guest_config(input, output));
+        vm.start().expect("start");
+        console.expect(MARKER, BOOT_TIMEOUT);
+        body(&vm, &events, &mut console);
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
 /// A file with an ELF magic number and nothing a loader can use: it passes
 /// the bridge's format check and QEMU refuses it at start. Removed with the
 /// returned directory guard.
