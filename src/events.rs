@@ -77,7 +77,11 @@ pub(crate) enum Phase {
 /// What a machine and its callbacks share. Lives until both the `Machine`
 /// and the bridge's reference (released by `release_context`) are gone.
 pub(crate) struct Shared {
+    /// What waiters see: changed after the handler has seen the event.
     phase: Mutex<Phase>,
+    /// How the VM ended, recorded before the handler sees the end event, so
+    /// that the handler (and anyone it tells) finds `Machine::exit` set.
+    recorded: Mutex<Option<Exit>>,
     changed: Condvar,
     handler: Mutex<Option<Handler>>,
 }
@@ -100,6 +104,7 @@ impl Shared {
     pub(crate) fn new(handler: Option<Handler>) -> Arc<Shared> {
         Arc::new(Shared {
             phase: Mutex::new(Phase::Created),
+            recorded: Mutex::new(None),
             changed: Condvar::new(),
             handler: Mutex::new(handler),
         })
@@ -117,6 +122,27 @@ impl Shared {
         }
         drop(p);
         self.changed.notify_all();
+    }
+
+    /// Records how the VM ended (the first end is the end), then tells the
+    /// handler; waiters are released by the `set_phase` that follows.
+    pub(crate) fn end(&self, exit: Exit, event: Event) {
+        {
+            let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+            if recorded.is_none() {
+                *recorded = Some(exit.clone());
+            }
+        }
+        self.emit(event);
+        self.set_phase(Phase::Ended(exit));
+    }
+
+    /// How the VM ended, once the end is known.
+    pub(crate) fn exit(&self) -> Option<Exit> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Blocks until `done` holds for the phase, or the timeout passes.
@@ -174,8 +200,7 @@ unsafe extern "C" fn guest_did_stop(ctx: *mut c_void) {
     guarded("guest_did_stop", || {
         // SAFETY: the bridge passes back the context from `callbacks`.
         let shared = unsafe { shared_ref(ctx) };
-        shared.emit(Event::GuestStopped);
-        shared.set_phase(Phase::Ended(Exit::GuestStopped));
+        shared.end(Exit::GuestStopped, Event::GuestStopped);
     });
 }
 
@@ -187,8 +212,7 @@ unsafe extern "C" fn did_stop_with_error(ctx: *mut c_void, error: sys::VMZErrorR
         // SAFETY: as in `guest_did_stop`.
         let shared = unsafe { shared_ref(ctx) };
         let error = Error::Bridge(error.expect("did_stop_with_error without an error"));
-        shared.emit(Event::StoppedWithError(error.clone()));
-        shared.set_phase(Phase::Ended(Exit::Error(error)));
+        shared.end(Exit::Error(error.clone()), Event::StoppedWithError(error));
     });
 }
 
@@ -239,8 +263,7 @@ pub(crate) unsafe extern "C" fn start_completion(ctx: *mut c_void, error: sys::V
             }
             Some(e) => {
                 let e = Error::Bridge(e);
-                shared.emit(Event::StartFailed(e.clone()));
-                shared.set_phase(Phase::Ended(Exit::Error(e.clone())));
+                shared.end(Exit::Error(e.clone()), Event::StartFailed(e.clone()));
                 Err(e)
             }
         };
@@ -262,8 +285,7 @@ pub(crate) unsafe extern "C" fn force_stop_completion(ctx: *mut c_void, error: s
     };
     guarded("force-stop completion", move || match error {
         None => {
-            shared.emit(Event::ForceStopped);
-            shared.set_phase(Phase::Ended(Exit::ForceStopped));
+            shared.end(Exit::ForceStopped, Event::ForceStopped);
         }
         Some(e) => log::warn!("force stop did not complete: {e}"),
     });

@@ -292,12 +292,10 @@ impl Machine {
         }
     }
 
-    /// How the VM ended, if it has.
+    /// How the VM ended, if it has. Set before the event handler sees the
+    /// end event.
     pub fn exit(&self) -> Option<Exit> {
-        match &*self.shared.phase() {
-            Phase::Ended(exit) => Some(exit.clone()),
-            _ => None,
-        }
+        self.shared.exit()
     }
 
     /// The VM's current state, from the bridge.
