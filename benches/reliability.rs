@@ -4,6 +4,9 @@
 //! guest's marker) within 60 s. Prints the count and the boot-time
 //! distribution; exits non-zero if any boot failed.
 //!
+//! `VMZ_RELIABILITY_FAST=compare` alternates runs without and with
+//! `ConfigBuilder::fast_boot_options` and reports both distributions.
+//!
 //! `cargo bench --bench reliability` (needs `scripts/make-guest.sh` first).
 
 use std::io::Read;
@@ -20,14 +23,18 @@ fn main() {
         .unwrap_or(100);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vmz-guest");
     let cmdline = std::fs::read_to_string(dir.join("cmdline")).expect("run scripts/make-guest.sh");
+    let compare = std::env::var("VMZ_RELIABILITY_FAST").is_ok_and(|v| v == "compare");
     let mut times = Vec::new();
+    let mut fast_times = Vec::new();
     let mut failures = Vec::new();
     for run in 0..runs {
+        let fast = compare && run % 2 == 1;
         let (out_r, out_w) = std::io::pipe().expect("pipe");
         let config = vmz::Config::builder(dir.join("vmlinux"))
             .initrd(dir.join("initrd.img"))
             .command_line(cmdline.trim())
             .memory_mib(256)
+            .fast_boot_options(fast)
             .serial_output(out_w)
             .build()
             .expect("config");
@@ -59,6 +66,7 @@ fn main() {
         drop(vm);
         let console = reader.join().expect("reader");
         match outcome {
+            Ok(()) if fast => fast_times.push(elapsed.as_secs_f64()),
             Ok(()) => times.push(elapsed.as_secs_f64()),
             Err(e) => {
                 let tail = String::from_utf8_lossy(&console);
@@ -75,21 +83,33 @@ fn main() {
             }
         }
     }
-    times.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        times
-            .get(((times.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
+    let summary = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        let pick = |q: f64| {
+            t.get(((t.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        format!(
+            "boot s min {:.2} / median {:.2} / p95 {:.2} / max {:.2}",
+            pick(0.0),
+            pick(0.5),
+            pick(0.95),
+            pick(1.0)
+        )
     };
+    let ok = times.len() + fast_times.len();
     println!(
-        "default boot path: {} of {runs} boots reached userspace; boot s min {:.2} / median {:.2} / p95 {:.2} / max {:.2}",
-        times.len(),
-        pick(0.0),
-        pick(0.5),
-        pick(0.95),
-        pick(1.0)
+        "default boot path: {ok} of {runs} boots reached userspace; {}",
+        summary(times)
     );
+    if compare {
+        println!(
+            "  of which with fast_boot_options(true): {} boots; {}",
+            fast_times.len(),
+            summary(fast_times)
+        );
+    }
     if !failures.is_empty() {
         println!("failed runs: {failures:?}");
         std::process::exit(1);

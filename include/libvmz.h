@@ -46,7 +46,7 @@ extern "C" {
 #endif
 
 /** The ABI version this header describes. Compare with vmz_abi_version(). */
-#define VMZ_ABI_VERSION 1
+#define VMZ_ABI_VERSION 2
 
 /** A VM owned by the bridge. Opaque; released with vmz_release(). */
 typedef struct VMZMachine *VMZHandle;
@@ -114,6 +114,12 @@ typedef enum VMZState {
     VMZ_STATE_ERROR = 5,
 } VMZState;
 
+/** VMZConfig.boot_options (ABI 2): append kernel options that shorten a
+ *  boot, mostly under emulation, to the command line: `cryptomgr.notests`
+ *  (skip the crypto self-tests) and `no_timer_check` (skip the timer IRQ
+ *  check). Off by default: vmz never changes the command line unasked. */
+#define VMZ_BOOT_FAST_OPTIONS 0x1u
+
 /** Serial descriptor value: "use the default" (no input; output to the
  *  process's standard output). */
 #define VMZ_FD_DEFAULT (-1)
@@ -148,7 +154,13 @@ typedef struct VMZConfig {
     bool enable_nat;
     /** A VMZAccelerator value. */
     uint32_t accelerator;
+    /** ABI 2: VMZ_BOOT_* flags. Callers built against ABI 1 pass a smaller
+     *  struct_size (VMZ_CONFIG_SIZE_V1) and get 0. */
+    uint32_t boot_options;
 } VMZConfig;
+
+/** sizeof(VMZConfig) in ABI 1, the smallest struct_size accepted. */
+#define VMZ_CONFIG_SIZE_V1 64
 
 /** The engine's limits on this host. */
 typedef struct VMZLimits {

@@ -4,6 +4,7 @@
 # button. Commands (one per line):
 #   poweroff            power off now
 #   panic               crash the kernel (sysrq c)
+#   cmdline             print the kernel command line, in brackets
 #   ignore-powerbutton  from now on, ignore the ACPI power button
 #   net                 configure eth0 by DHCP from QEMU's user network
 #   cat-bytes N         print N bytes of 'x', then "vmz-guest: cat done"
@@ -74,6 +75,8 @@ while IFS= read -r line; do
         poweroff -f ;;
     panic)
         echo c >/proc/sysrq-trigger ;;
+    cmdline)
+        echo "vmz-guest: cmdline [$(cat /proc/cmdline)]" ;;
     ignore-powerbutton)
         : >/tmp/ignore-powerbutton
         echo "vmz-guest: ignoring power button" ;;

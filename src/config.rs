@@ -64,11 +64,12 @@ pub struct Config {
     memory: u64,
     nat: bool,
     accelerator: Accelerator,
+    fast_boot_options: bool,
 }
 
 /// Builds a [`Config`]. Defaults: no initrd, empty command line, 1 CPU,
 /// 512 MiB, NAT on, [`Accelerator::Auto`], no serial input, serial output
-/// to the process's standard output.
+/// to the process's standard output, no fast boot options.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ConfigBuilder {
@@ -91,6 +92,7 @@ impl Config {
                 memory: 512 * MIB,
                 nat: true,
                 accelerator: Accelerator::Auto,
+                fast_boot_options: false,
             },
         }
     }
@@ -156,6 +158,11 @@ impl Config {
         self.accelerator
     }
 
+    /// Whether the fast boot options are appended to the command line.
+    pub fn fast_boot_options(&self) -> bool {
+        self.fast_boot_options
+    }
+
     /// Calls `f` with the C view of this configuration, whose strings live
     /// for the duration of the call.
     pub(crate) fn with_raw<R>(&self, f: impl FnOnce(&sys::VMZConfig) -> R) -> Result<R> {
@@ -183,6 +190,11 @@ impl Config {
             memory_size: self.memory,
             enable_nat: self.nat,
             accelerator: self.accelerator.to_raw(),
+            boot_options: if self.fast_boot_options {
+                sys::VMZ_BOOT_FAST_OPTIONS
+            } else {
+                0
+            },
         };
         Ok(f(&raw))
     }
@@ -246,6 +258,17 @@ impl ConfigBuilder {
     /// The accelerator (default [`Accelerator::Auto`]).
     pub fn accelerator(mut self, accelerator: Accelerator) -> Self {
         self.config.accelerator = accelerator;
+        self
+    }
+
+    /// Appends kernel options that shorten the boot, mostly under emulation
+    /// (`cryptomgr.notests no_timer_check`: skip the kernel's crypto
+    /// self-tests and its timer IRQ check) to the command line. Off by
+    /// default: without it the guest gets exactly
+    /// [`command_line`](ConfigBuilder::command_line). See BENCHMARKS.md for
+    /// what it saves.
+    pub fn fast_boot_options(mut self, enabled: bool) -> Self {
+        self.config.fast_boot_options = enabled;
         self
     }
 
@@ -333,6 +356,7 @@ mod tests {
         assert_eq!(c.memory_bytes(), 512 * MIB);
         assert!(c.nat());
         assert_eq!(c.accelerator(), Accelerator::Auto);
+        assert!(!c.fast_boot_options());
     }
 
     #[test]

@@ -187,10 +187,21 @@ struct ParsedConfig {
     var memorySize: UInt64
     var enableNAT: Bool
     var accelerator: Accelerator
+    var fastBootOptions: Bool
 
-    /// The v1 struct size: the smallest `struct_size` accepted. Later ABI
-    /// versions append fields and keep accepting this size.
-    static let minimumStructSize = MemoryLayout<VMZConfig>.size
+    /// The kernel options VMZ_BOOT_FAST_OPTIONS appends.
+    static let fastOptions = "cryptomgr.notests no_timer_check"
+
+    /// The command line the guest gets: the caller's, plus the fast boot
+    /// options only when asked for.
+    var effectiveCommandLine: String {
+        guard fastBootOptions else { return commandLine }
+        return commandLine.isEmpty ? ParsedConfig.fastOptions : commandLine + " " + ParsedConfig.fastOptions
+    }
+
+    /// The smallest `struct_size` accepted (ABI 1's). Fields past a
+    /// caller's `struct_size` read as zero.
+    static let minimumStructSize = Int(VMZ_CONFIG_SIZE_V1)
 
     init(_ pointer: UnsafePointer<VMZConfig>?, limits: Limits) throws {
         guard let pointer else {
@@ -203,7 +214,11 @@ struct ParsedConfig {
                 "config struct_size is \(size), expected at least \(ParsedConfig.minimumStructSize)"
             )
         }
-        let c = pointer.pointee
+        // Only the bytes the caller's struct has; the rest stays zero.
+        var c = VMZConfig()
+        withUnsafeMutableBytes(of: &c) { dst in
+            dst.copyMemory(from: UnsafeRawBufferPointer(start: pointer, count: min(size, dst.count)))
+        }
 
         kernelPath = try ParsedConfig.string(c.kernel_path, "kernel path", required: true)!
         initrdPath = try ParsedConfig.string(c.initrd_path, "initrd path", required: false)
@@ -217,15 +232,22 @@ struct ParsedConfig {
             throw BridgeError(VMZ_ERROR_ACCELERATOR, "unknown accelerator value \(c.accelerator)")
         }
         accelerator = accel
+        let knownOptions = UInt32(VMZ_BOOT_FAST_OPTIONS)
+        guard c.boot_options & ~knownOptions == 0 else {
+            throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "unknown boot option bits 0x\(String(c.boot_options & ~knownOptions, radix: 16))")
+        }
+        fastBootOptions = c.boot_options & knownOptions != 0
 
         try ParsedConfig.checkFile(kernelPath, VMZ_ERROR_KERNEL, "kernel")
         if let initrdPath {
             try ParsedConfig.checkFile(initrdPath, VMZ_ERROR_INITRD, "initrd")
         }
-        if commandLine.utf8.count > limits.maxCommandLine {
+        let length = effectiveCommandLine.utf8.count
+        if length > limits.maxCommandLine {
+            let with = fastBootOptions ? " with the fast boot options" : ""
             throw BridgeError(
                 VMZ_ERROR_COMMAND_LINE,
-                "kernel command line is \(commandLine.utf8.count) bytes, the limit is \(limits.maxCommandLine)"
+                "kernel command line\(with) is \(length) bytes, the limit is \(limits.maxCommandLine)"
             )
         }
         if cpuCount < limits.minCPUs || cpuCount > limits.maxCPUs {

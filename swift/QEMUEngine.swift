@@ -272,7 +272,7 @@ final class QEMUEngine: VMEngine {
         args += ["-smp", "\(config.cpuCount)", "-m", "\(config.memorySize / mib)M"]
         args += ["-kernel", "/dev/fd/\(ChildFD.kernel)"]
         if config.initrdPath != nil { args += ["-initrd", "/dev/fd/\(ChildFD.initrd)"] }
-        args += ["-append", config.commandLine]
+        args += ["-append", config.effectiveCommandLine]
         args += ["-chardev", "stdio,id=serial0,signal=off", "-serial", "chardev:serial0"]
         args += ["-chardev", "socket,id=qmp,fd=\(ChildFD.qmp),server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
         if config.enableNAT {

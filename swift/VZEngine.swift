@@ -142,7 +142,7 @@ final class VZEngine: VMEngine {
             let configuration = VZVirtualMachineConfiguration()
             configuration.platform = VZGenericPlatformConfiguration()
             let bootLoader = VZLinuxBootLoader(kernelURL: URL(fileURLWithPath: kernelPath))
-            bootLoader.commandLine = config.commandLine
+            bootLoader.commandLine = config.effectiveCommandLine
             if let initrd = config.initrdPath {
                 bootLoader.initialRamdiskURL = URL(fileURLWithPath: initrd)
             }

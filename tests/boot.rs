@@ -46,6 +46,12 @@ fn boots_echoes_serial_and_powers_off() {
         drop(probes);
 
         console.expect(MARKER, BOOT_TIMEOUT);
+        // The guest gets the command line exactly as given.
+        console.send_line("cmdline");
+        console.expect(
+            &format!("vmz-guest: cmdline [{}]", common::guest().cmdline),
+            BOOT_TIMEOUT,
+        );
         console.send_line("hello from the host");
         console.expect("echo: hello from the host", BOOT_TIMEOUT);
         assert!(
@@ -190,4 +196,39 @@ fn qemu_dies_with_the_process_that_started_it() {
     // QEMU was the host's child: once dead it is reaped by init, so its
     // /proc entry goes away.
     assert!(!alive(qemu_pid), "QEMU {qemu_pid} outlived its host");
+}
+
+#[test]
+fn fast_boot_options_are_appended_only_when_asked_for() {
+    let _serial = common::serial();
+    let g = common::guest();
+    let before = Resources::now();
+    {
+        let (mut console, input, output) = Console::new();
+        let config = vmz::Config::builder(&g.kernel)
+            .initrd(&g.initrd)
+            .command_line(&g.cmdline)
+            .memory_mib(256)
+            .fast_boot_options(true)
+            .serial_input(input)
+            .serial_output(output)
+            .build()
+            .unwrap();
+        let vm = Machine::new(&config).unwrap();
+        drop(config);
+        vm.start().unwrap();
+        console.expect(MARKER, BOOT_TIMEOUT);
+        console.send_line("cmdline");
+        console.expect(
+            &format!(
+                "vmz-guest: cmdline [{} cryptomgr.notests no_timer_check]",
+                g.cmdline
+            ),
+            BOOT_TIMEOUT,
+        );
+        vm.force_stop().unwrap();
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
 }

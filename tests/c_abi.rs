@@ -45,6 +45,7 @@ fn config(s: &Strings) -> VMZConfig {
         memory_size: 256 * MIB,
         enable_nat: false,
         accelerator: sys::VMZ_ACCEL_AUTO,
+        boot_options: 0,
     }
 }
 
@@ -96,6 +97,31 @@ fn the_base_config_is_valid() {
     assert!(err.is_null());
 }
 
+/// A caller built against ABI 1 passes the smaller struct: the fields it
+/// does not have are never read (here they hold garbage) and count as zero.
+#[test]
+fn an_abi_1_caller_is_still_served() {
+    let _s = common::serial();
+    assert!((sys::VMZ_CONFIG_SIZE_V1 as usize) < std::mem::size_of::<VMZConfig>());
+    let s = guest_strings();
+    let sized = |size: u32| {
+        with(&s, |c| {
+            c.struct_size = size;
+            c.boot_options = 0xdead_beef; // beyond the ABI 1 struct
+        })
+    };
+    let mut err: VMZErrorRef = null_mut();
+    // SAFETY: valid config and out-parameter.
+    let ok = unsafe { sys::vmz_validate_config(&sized(sys::VMZ_CONFIG_SIZE_V1), &mut err) };
+    assert!(ok, "{:?}", (!ok).then(|| take(err)));
+    refused(
+        "ABI 2 struct with garbage options",
+        &sized(std::mem::size_of::<VMZConfig>() as u32),
+        ErrorCode::InvalidArgument,
+        "unknown boot option bits",
+    );
+}
+
 #[test]
 fn null_pointers_and_struct_sizes() {
     let _s = common::serial();
@@ -106,7 +132,7 @@ fn null_pointers_and_struct_sizes() {
         ErrorCode::InvalidArgument,
         "config is NULL",
     );
-    for size in [0, 4, std::mem::size_of::<VMZConfig>() as u32 - 1] {
+    for size in [0, 4, sys::VMZ_CONFIG_SIZE_V1 - 1] {
         let c = with(&s, |c| c.struct_size = size);
         refused(
             "small struct_size",
@@ -115,6 +141,13 @@ fn null_pointers_and_struct_sizes() {
             "struct_size",
         );
     }
+    let c = with(&s, |c| c.boot_options = 0x6);
+    refused(
+        "unknown boot options",
+        &c,
+        ErrorCode::InvalidArgument,
+        "0x6",
+    );
     let no_kernel = Strings {
         kernel: None,
         ..guest_strings()

@@ -193,6 +193,7 @@ fn invalid_serial_descriptor_through_the_c_abi() {
             memory_size: 256 << 20,
             enable_nat: false,
             accelerator: vmz::sys::VMZ_ACCEL_AUTO,
+            boot_options: 0,
         };
         let mut err: vmz::sys::VMZErrorRef = std::ptr::null_mut();
         // SAFETY: valid config and out-parameter for the call.

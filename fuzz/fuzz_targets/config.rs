@@ -98,6 +98,7 @@ fuzz_target!(|data: &[u8]| {
         memory_size: memory,
         enable_nat: nat,
         accelerator: accel,
+        boot_options: u32::from(input.u8() % 3),
     };
 
     // SAFETY: the config and its strings are valid for both calls; the
