@@ -94,6 +94,21 @@ func testConfig() {
     let dir = strdup("/")!
     defer { free(dir) }
     check(code(config { $0.kernel_path = UnsafePointer(dir) }) == VMZ_ERROR_KERNEL, "a directory as kernel")
+    check(code(config { $0.boot_options = 2 }) == VMZ_ERROR_INVALID_ARGUMENT, "unknown boot option bits")
+    check(code(config { $0.struct_size = UInt32(VMZ_CONFIG_SIZE_V1); $0.boot_options = 2 }) == nil,
+          "an ABI 1 struct: boot_options is beyond it and not read")
+    var plain = config { _ in }
+    var fast = config { $0.boot_options = UInt32(VMZ_BOOT_FAST_OPTIONS) }
+    var roomy = limits
+    roomy.maxCommandLine = 2047
+    check((try? ParsedConfig(&plain, limits: roomy))?.effectiveCommandLine == "", "no options unasked")
+    check((try? ParsedConfig(&fast, limits: roomy))?.effectiveCommandLine == "cryptomgr.notests no_timer_check",
+          "fast options appended")
+    let short = strdup("0123456789")!
+    defer { free(short) }
+    check(code(config { $0.command_line = UnsafePointer(short) }) == nil, "10 bytes fit in 16")
+    check(code(config { $0.command_line = UnsafePointer(short); $0.boot_options = UInt32(VMZ_BOOT_FAST_OPTIONS) })
+          == VMZ_ERROR_COMMAND_LINE, "the limit counts the appended options")
     check(Registry.errors.count == 0, "no error was handed to C")
 }
 
