@@ -297,7 +297,14 @@ final class QEMUEngine: VMEngine {
         var childFDs = [Int32](repeating: -1, count: ChildFD.count)
         childFDs[Int(ChildFD.stdin)] = inputFD >= 0 ? inputFD : try openFile("/dev/null", VMZ_ERROR_IO, "null device")
         childFDs[Int(ChildFD.stdout)] = outputFD
-        childFDs[Int(ChildFD.kernel)] = try openFile(config.kernelPath, VMZ_ERROR_KERNEL, "kernel")
+        #if arch(x86_64)
+        // A bzImage is unpacked once on the host (cached): it then boots
+        // through the PVH entry instead of decompressing itself emulated.
+        let kernel = KernelCache.uncompressed(for: config.kernelPath) ?? config.kernelPath
+        #else
+        let kernel = config.kernelPath
+        #endif
+        childFDs[Int(ChildFD.kernel)] = try openFile(kernel, VMZ_ERROR_KERNEL, "kernel")
         if let initrd = config.initrdPath {
             childFDs[Int(ChildFD.initrd)] = try openFile(initrd, VMZ_ERROR_INITRD, "initrd")
         }

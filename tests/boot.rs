@@ -232,3 +232,59 @@ fn fast_boot_options_are_appended_only_when_asked_for() {
     }
     before.assert_restored();
 }
+
+/// A bzImage is unpacked once on the host into the kernel cache and boots
+/// from there: the cached file is exactly the uncompressed kernel.
+#[test]
+fn a_bzimage_is_unpacked_once_into_the_kernel_cache() {
+    let _serial = common::serial();
+    let g = common::guest();
+    let cache = common::TempDir(
+        std::env::temp_dir().join(format!("vmz-kernel-cache-{}", std::process::id())),
+    );
+    // Only this test boots a bzImage, and VM tests run one at a time.
+    std::env::set_var("VMZ_KERNEL_CACHE", &cache.0);
+    let before = Resources::now();
+    let boot = || {
+        let (console, input, output) = Console::new();
+        let config = vmz::Config::builder(&g.bzimage)
+            .initrd(&g.initrd)
+            .command_line(&g.cmdline)
+            .memory_mib(256)
+            .serial_input(input)
+            .serial_output(output)
+            .build()
+            .unwrap();
+        let vm = Machine::new(&config).unwrap();
+        drop(config);
+        vm.start().unwrap();
+        console.expect(MARKER, BOOT_TIMEOUT);
+        vm.force_stop().unwrap();
+        drop(vm);
+        console.close();
+    };
+    boot();
+    let cached: Vec<_> = std::fs::read_dir(&cache.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        cached.len(),
+        1,
+        "one cached kernel, no leftovers: {cached:?}"
+    );
+    assert!(cached[0].to_string_lossy().ends_with(".vmlinux"));
+    assert!(
+        std::fs::read(&cached[0]).unwrap() == std::fs::read(&g.kernel).unwrap(),
+        "the cached kernel is the bzImage's payload, uncompressed"
+    );
+    let made = std::fs::metadata(&cached[0]).unwrap().modified().unwrap();
+    boot();
+    assert_eq!(
+        std::fs::metadata(&cached[0]).unwrap().modified().unwrap(),
+        made,
+        "the second boot used the cache"
+    );
+    std::env::remove_var("VMZ_KERNEL_CACHE");
+    before.assert_restored();
+}

@@ -180,6 +180,16 @@ static void start_spawner(void) {
     pthread_attr_destroy(&attr);
 }
 
+unsigned long long vmz_fnv1a64(const void *data, unsigned long len) {
+    const unsigned char *p = data;
+    unsigned long long h = 0xcbf29ce484222325ULL;
+    for (unsigned long i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
 int vmz_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) == 0 ? 0 : errno;
 }

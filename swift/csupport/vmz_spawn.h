@@ -28,6 +28,10 @@ int vmz_spawn(const char *path, char *const argv[], const int *fds, int nfds,
  * Returns 0 or an errno value. */
 int vmz_pipe_cloexec(int fds[2]);
 
+/* FNV-1a, 64 bits, of `len` bytes: the kernel cache's content key (C for
+ * speed in debug builds of the Swift bridge). */
+unsigned long long vmz_fnv1a64(const void *data, unsigned long len);
+
 #ifdef __cplusplus
 }
 #endif

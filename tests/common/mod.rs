@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 /// The guest built by scripts/make-guest.sh.
 pub struct Guest {
+    /// The uncompressed kernel (PVH vmlinux).
     pub kernel: PathBuf,
+    /// The same kernel as Debian ships it (a bzImage).
+    pub bzimage: PathBuf,
     pub initrd: PathBuf,
     pub cmdline: String,
 }
@@ -36,6 +39,7 @@ pub fn guest() -> &'static Guest {
             .to_string();
         Guest {
             kernel: dir.join("vmlinux"),
+            bzimage: dir.join("vmlinuz"),
             initrd: dir.join("initrd.img"),
             cmdline,
         }
