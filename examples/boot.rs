@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example boot                 # the project's test guest
 //! cargo run --example boot -- --kernel K --initrd I --cmdline "console=ttyS0" \
-//!     --cpus 2 --memory 512 --no-net --accel tcg
+//!     --cpus 2 --memory 512 --no-net --accel tcg --fast-boot
 //! ```
 //!
 //! With no `--kernel`, it boots the guest that `scripts/make-guest.sh`
@@ -36,10 +36,11 @@ struct Args {
     memory_mib: u64,
     nat: bool,
     accel: Accelerator,
+    fast_boot: bool,
 }
 
 const USAGE: &str = "usage: boot [--kernel PATH] [--initrd PATH] [--cmdline TEXT] \
-[--cpus N] [--memory MIB] [--no-net] [--accel auto|hardware|software]";
+[--cpus N] [--memory MIB] [--no-net] [--accel auto|hardware|software] [--fast-boot]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -50,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         memory_mib: 256,
         nat: true,
         accel: Accelerator::Auto,
+        fast_boot: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
                 args.memory_mib = value()?.parse().map_err(|e| format!("--memory: {e}"))?
             }
             "--no-net" => args.nat = false,
+            "--fast-boot" => args.fast_boot = true,
             "--accel" => {
                 args.accel = match value()?.as_str() {
                     "auto" => Accelerator::Auto,
@@ -145,6 +148,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .memory_mib(args.memory_mib)
         .nat(args.nat)
         .accelerator(args.accel)
+        .fast_boot_options(args.fast_boot)
         .serial_input(reader);
     if let Some(initrd) = initrd {
         builder = builder.initrd(initrd);
