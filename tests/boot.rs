@@ -203,21 +203,8 @@ fn fast_boot_options_are_appended_only_when_asked_for() {
     let _serial = common::serial();
     let g = common::guest();
     let before = Resources::now();
-    {
-        let (mut console, input, output) = Console::new();
-        let config = vmz::Config::builder(&g.kernel)
-            .initrd(&g.initrd)
-            .command_line(&g.cmdline)
-            .memory_mib(256)
-            .fast_boot_options(true)
-            .serial_input(input)
-            .serial_output(output)
-            .build()
-            .unwrap();
-        let vm = Machine::new(&config).unwrap();
-        drop(config);
-        vm.start().unwrap();
-        console.expect(MARKER, BOOT_TIMEOUT);
+    let fast = common::guest_builder(&g.kernel).fast_boot_options(true);
+    common::boot_with(fast, |console| {
         console.send_line("cmdline");
         console.expect(
             &format!(
@@ -226,10 +213,7 @@ fn fast_boot_options_are_appended_only_when_asked_for() {
             ),
             BOOT_TIMEOUT,
         );
-        vm.force_stop().unwrap();
-        drop(vm);
-        console.close();
-    }
+    });
     before.assert_restored();
 }
 
@@ -245,24 +229,7 @@ fn a_bzimage_is_unpacked_once_into_the_kernel_cache() {
     // Only this test boots a bzImage, and VM tests run one at a time.
     std::env::set_var("VMZ_KERNEL_CACHE", &cache.0);
     let before = Resources::now();
-    let boot = || {
-        let (console, input, output) = Console::new();
-        let config = vmz::Config::builder(&g.bzimage)
-            .initrd(&g.initrd)
-            .command_line(&g.cmdline)
-            .memory_mib(256)
-            .serial_input(input)
-            .serial_output(output)
-            .build()
-            .unwrap();
-        let vm = Machine::new(&config).unwrap();
-        drop(config);
-        vm.start().unwrap();
-        console.expect(MARKER, BOOT_TIMEOUT);
-        vm.force_stop().unwrap();
-        drop(vm);
-        console.close();
-    };
+    let boot = || common::boot_with(common::guest_builder(&g.bzimage), |_| {});
     boot();
     let cached: Vec<_> = std::fs::read_dir(&cache.0)
         .unwrap()

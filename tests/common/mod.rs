@@ -222,6 +222,35 @@ pub fn with_booted_guest(
     before.assert_restored();
 }
 
+/// The test guest's initrd and command line with `kernel`, 256 MiB; the
+/// console is attached by [`boot_with`].
+pub fn guest_builder(kernel: &Path) -> vmz::ConfigBuilder {
+    let g = guest();
+    vmz::Config::builder(kernel)
+        .initrd(&g.initrd)
+        .command_line(&g.cmdline)
+        .memory_mib(256)
+}
+
+/// Boots `builder` with a console, waits for the marker, runs `body`, then
+/// force-stops the VM and closes the console.
+pub fn boot_with(builder: vmz::ConfigBuilder, body: impl FnOnce(&mut Console)) {
+    let (mut console, input, output) = Console::new();
+    let config = builder
+        .serial_input(input)
+        .serial_output(output)
+        .build()
+        .unwrap();
+    let vm = vmz::Machine::new(&config).unwrap();
+    drop(config);
+    vm.start().unwrap();
+    console.expect(MARKER, BOOT_TIMEOUT);
+    body(&mut console);
+    vm.force_stop().unwrap();
+    drop(vm);
+    console.close();
+}
+
 /// A file with an ELF magic number and nothing a loader can use: it passes
 /// the bridge's format check and QEMU refuses it at start. Removed with the
 /// returned directory guard.
