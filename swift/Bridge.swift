@@ -327,6 +327,23 @@ struct ParsedConfig {
     }
 }
 
+/// An environment variable; nil when unset or empty.
+func environment(_ name: String) -> String? {
+    guard let value = getenv(name) else { return nil }
+    let s = String(cString: value)
+    return s.isEmpty ? nil : s
+}
+
+/// The first executable file `name` in the directories of $PATH.
+func findExecutable(_ name: String) -> String? {
+    let path = environment("PATH") ?? "/usr/bin:/bin"
+    for dir in path.split(separator: ":") where !dir.isEmpty {
+        let candidate = "\(dir)/\(name)"
+        if access(candidate, X_OK) == 0 { return candidate }
+    }
+    return nil
+}
+
 /// A path quoted for messages, with control characters escaped.
 func quoted(_ s: String) -> String {
     var out = "\""

@@ -37,20 +37,14 @@ enum KernelCache {
         return nil
     }
 
-    private static func env(_ name: String) -> String? {
-        guard let v = getenv(name) else { return nil }
-        let s = String(cString: v)
-        return s.isEmpty ? nil : s
-    }
-
     /// The cache directory, created (0700) if needed; nil if impossible.
     private static func directory() -> String? {
         let dir: String
-        if let d = env("VMZ_KERNEL_CACHE") {
+        if let d = environment("VMZ_KERNEL_CACHE") {
             dir = d
-        } else if let x = env("XDG_CACHE_HOME") {
+        } else if let x = environment("XDG_CACHE_HOME") {
             dir = x + "/vmz/kernels"
-        } else if let h = env("HOME") {
+        } else if let h = environment("HOME") {
             dir = h + "/.cache/vmz/kernels"
         } else {
             return nil
@@ -85,15 +79,6 @@ enum KernelCache {
 
     private static func le32(_ d: [UInt8], _ at: Int) -> Int {
         Int(d[at]) | Int(d[at + 1]) << 8 | Int(d[at + 2]) << 16 | Int(d[at + 3]) << 24
-    }
-
-    private static func findTool(_ name: String) -> String? {
-        let path = env("PATH") ?? "/usr/bin:/bin"
-        for dir in path.split(separator: ":") where !dir.isEmpty {
-            let candidate = "\(dir)/\(name)"
-            if access(candidate, X_OK) == 0 { return candidate }
-        }
-        return nil
     }
 
     /// Writes `bytes` to a new file; returns its descriptor, rewound.
@@ -145,7 +130,7 @@ enum KernelCache {
         // xz, lz4 and zstd payloads end with the kernel's 4-byte size,
         // which is not part of the compressed stream.
         if tool != "gzip" { payload = payload.dropLast(4) }
-        guard let binary = findTool(tool) else {
+        guard let binary = findExecutable(tool) else {
             throw BridgeError(VMZ_ERROR_KERNEL, "\(tool) is not installed")
         }
 

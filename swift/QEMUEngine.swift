@@ -90,7 +90,7 @@ final class QEMUEngine: VMEngine {
     /// else KVM only where it really runs.
     static func resolveAccelerator(_ requested: Accelerator) throws -> Accelerator {
         var choice = requested
-        if choice == .auto, let env = getenv("VMZ_ACCEL").map({ String(cString: $0) }), !env.isEmpty {
+        if choice == .auto, let env = environment("VMZ_ACCEL") {
             switch env.lowercased() {
             case "kvm", "hardware": choice = .hardware
             case "tcg", "software": choice = .software
@@ -151,7 +151,7 @@ final class QEMUEngine: VMEngine {
 
     /// VMZ_QEMU, else qemu-system-<arch> on PATH.
     private static func findBinary() throws -> String {
-        if let env = getenv("VMZ_QEMU").map({ String(cString: $0) }), !env.isEmpty {
+        if let env = environment("VMZ_QEMU") {
             guard access(env, X_OK) == 0 else {
                 throw BridgeError(VMZ_ERROR_ENGINE_UNAVAILABLE, "VMZ_QEMU=\(env) is not an executable file")
             }
@@ -162,11 +162,7 @@ final class QEMUEngine: VMEngine {
         #elseif arch(arm64)
         let name = "qemu-system-aarch64"
         #endif
-        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
-        for dir in path.split(separator: ":") where !dir.isEmpty {
-            let candidate = "\(dir)/\(name)"
-            if access(candidate, X_OK) == 0 { return candidate }
-        }
+        if let found = findExecutable(name) { return found }
         throw BridgeError(
             VMZ_ERROR_ENGINE_UNAVAILABLE,
             "\(name) was not found on PATH (install QEMU: apt-get install qemu-system-x86, or set VMZ_QEMU)"
@@ -359,9 +355,9 @@ final class QEMUEngine: VMEngine {
     }
 
     private func makePrivateDirectory() throws -> String {
-        var base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        var base = environment("TMPDIR") ?? "/tmp"
         // sockaddr_un holds 108 bytes: keep the socket path short.
-        if base.isEmpty || base.utf8.count > 60 { base = "/tmp" }
+        if base.utf8.count > 60 { base = "/tmp" }
         var template = Array("\(base)/vmz-XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else { throw BridgeError.system("mkdtemp", errno, base) }
         return String(cString: p)
@@ -370,18 +366,7 @@ final class QEMUEngine: VMEngine {
     private func listenUnix(_ path: String) throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw BridgeError.system("socket") }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
+        let bound = withUnixAddress(path) { bind(fd, $0, $1) } ?? -1
         if bound != 0 || listen(fd, 1) != 0 {
             let e = errno
             close(fd)

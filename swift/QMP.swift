@@ -38,6 +38,26 @@ indirect enum JSON: Equatable {
     }
 }
 
+/// Calls `body` with a Unix socket address for `path`; nil (without calling
+/// it) when the path does not fit in `sockaddr_un`.
+func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T? {
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    let fits = withUnsafeMutableBytes(of: &addr.sun_path) { raw -> Bool in
+        let bytes = Array(path.utf8)
+        guard bytes.count < raw.count else { return false }
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+        return true
+    }
+    guard fits else { return nil }
+    return withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            body($0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
+    }
+}
+
 /// A JSON string literal for `s`.
 func jsonQuote(_ s: String) -> String {
     var out = "\""
@@ -212,23 +232,9 @@ final class QMPClient {
         self.queue = queue
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw BridgeError.system("socket", errno, "QMP") }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let ok = withUnsafeMutableBytes(of: &addr.sun_path) { raw -> Bool in
-            let bytes = Array(path.utf8)
-            guard bytes.count < raw.count else { return false }
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-            return true
-        }
-        guard ok else {
+        guard let rc = withUnixAddress(path, { connect(fd, $0, $1) }) else {
             Glibc.close(fd)
             throw BridgeError(VMZ_ERROR_INTERNAL, "QMP socket path too long: \(path)")
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
         }
         if rc != 0 {
             let e = errno

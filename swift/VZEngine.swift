@@ -427,8 +427,7 @@ final class DecompressedKernel {
     let path: String
 
     init(decompressing source: String) throws {
-        var base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
-        if base.isEmpty { base = "/tmp" }
+        var base = environment("TMPDIR") ?? "/tmp"
         while base.count > 1 && base.hasSuffix("/") { base.removeLast() }
         var template = Array("\(base)/vmz-kernel-XXXXXX".utf8CString)
         guard let dir = mkdtemp(&template) else { throw BridgeError.system("mkdtemp", errno, base) }
