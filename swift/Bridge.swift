@@ -100,10 +100,6 @@ final class Registry: @unchecked Sendable {
         lock.withLock { live.remove(UnsafeMutableRawPointer(p)) != nil }
     }
 
-    func contains(_ p: OpaquePointer) -> Bool {
-        lock.withLock { live.contains(UnsafeMutableRawPointer(p)) }
-    }
-
     /// The object behind a live pointer, retained while the registry's
     /// lock is held: a concurrent `remove` + release cannot free it between
     /// the check and the retain.

@@ -95,8 +95,12 @@ final class Machine: EngineDelegate {
 
     /// Runs `body` on the queue and waits, or inline when already on it
     /// (calls made from inside a callback).
+    private var onOwnQueue: Bool {
+        DispatchQueue.getSpecific(key: Machine.queueKey) == ObjectIdentifier(self)
+    }
+
     private func sync<T>(_ body: () throws -> T) rethrows -> T {
-        if DispatchQueue.getSpecific(key: Machine.queueKey) == ObjectIdentifier(self) {
+        if onOwnQueue {
             return try body()
         }
         return try queue.sync(execute: body)
@@ -167,7 +171,7 @@ final class Machine: EngineDelegate {
     func release() {
         // From inside one of this VM's callbacks the queue cannot wait for
         // itself: the engine then finishes on its own, silenced.
-        let onQueue = DispatchQueue.getSpecific(key: Machine.queueKey) == ObjectIdentifier(self)
+        let onQueue = onOwnQueue
         let wait: Bool = sync {
             released = true
             if isActive {

@@ -145,16 +145,21 @@ public func vmz_run_loop() {
     dispatchMain()
 }
 
+/// The BridgeError behind a live error reference, or nil.
+private func bridgeError(_ error: VMZErrorRef?) -> BridgeError? {
+    guard let error else { return nil }
+    return Registry.errors.object(error, as: BridgeError.self)
+}
+
 @_cdecl("vmz_error_code")
 public func vmz_error_code(_ error: VMZErrorRef?) -> Int32 {
-    guard let error, Registry.errors.contains(error) else { return 0 }
-    return Int32(bitPattern: Unmanaged<BridgeError>.fromOpaque(UnsafeRawPointer(error)).takeUnretainedValue().code.rawValue)
+    guard let e = bridgeError(error) else { return 0 }
+    return Int32(bitPattern: e.code.rawValue)
 }
 
 @_cdecl("vmz_error_message")
 public func vmz_error_message(_ error: VMZErrorRef?) -> UnsafePointer<CChar>? {
-    guard let error, Registry.errors.contains(error) else { return nil }
-    return UnsafePointer(Unmanaged<BridgeError>.fromOpaque(UnsafeRawPointer(error)).takeUnretainedValue().cMessage)
+    bridgeError(error).map { UnsafePointer($0.cMessage) }
 }
 
 @_cdecl("vmz_error_free")
