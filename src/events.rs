@@ -71,7 +71,8 @@ pub(crate) enum Phase {
     Created,
     Starting,
     Running,
-    Ended(Exit),
+    /// Ended; how is in `Shared::exit`.
+    Ended,
 }
 
 /// What a machine and its callbacks share. Lives until both the `Machine`
@@ -117,7 +118,7 @@ impl Shared {
     pub(crate) fn set_phase(&self, phase: Phase) {
         let mut p = self.phase();
         // The first end is the end.
-        if !matches!(*p, Phase::Ended(_)) {
+        if !matches!(*p, Phase::Ended) {
             *p = phase;
         }
         drop(p);
@@ -130,11 +131,11 @@ impl Shared {
         {
             let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
             if recorded.is_none() {
-                *recorded = Some(exit.clone());
+                *recorded = Some(exit);
             }
         }
         self.emit(event);
-        self.set_phase(Phase::Ended(exit));
+        self.set_phase(Phase::Ended);
     }
 
     /// How the VM ended, once the end is known.

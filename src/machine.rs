@@ -132,11 +132,12 @@ impl Machine {
     pub fn start(&self) -> Result<()> {
         events::check_may_block("Machine::start")?;
         self.begin_start(None)?;
-        let phase = self
-            .shared
-            .wait_until(None, |p| !matches!(p, Phase::Starting));
-        match &*phase {
-            Phase::Ended(Exit::Error(e)) => Err(e.clone()),
+        drop(
+            self.shared
+                .wait_until(None, |p| !matches!(p, Phase::Starting)),
+        );
+        match self.shared.exit() {
+            Some(Exit::Error(e)) => Err(e),
             _ => Ok(()),
         }
     }
@@ -217,10 +218,7 @@ impl Machine {
             drop(unsafe { Arc::from_raw(ctx as *const Shared) });
             return check(ok, err);
         }
-        drop(
-            self.shared
-                .wait_until(None, |p| matches!(p, Phase::Ended(_))),
-        );
+        drop(self.shared.wait_until(None, |p| matches!(p, Phase::Ended)));
         Ok(())
     }
 
@@ -268,13 +266,10 @@ impl Machine {
         if let Err(e) = events::check_may_block("Machine::wait") {
             return Exit::Error(e);
         }
-        match &*self
-            .shared
-            .wait_until(None, |p| matches!(p, Phase::Ended(_)))
-        {
-            Phase::Ended(exit) => exit.clone(),
-            _ => unreachable!("wait_until returned before the end"),
-        }
+        drop(self.shared.wait_until(None, |p| matches!(p, Phase::Ended)));
+        self.shared
+            .exit()
+            .expect("the exit is recorded before the phase ends")
     }
 
     /// Like [`wait`](Machine::wait), for at most `timeout`; `None` if the
@@ -283,12 +278,16 @@ impl Machine {
         if let Err(e) = events::check_may_block("Machine::wait_timeout") {
             return Some(Exit::Error(e));
         }
-        match &*self
-            .shared
-            .wait_until(Some(timeout), |p| matches!(p, Phase::Ended(_)))
-        {
-            Phase::Ended(exit) => Some(exit.clone()),
-            _ => None,
+        let ended = matches!(
+            *self
+                .shared
+                .wait_until(Some(timeout), |p| matches!(p, Phase::Ended)),
+            Phase::Ended
+        );
+        if ended {
+            self.shared.exit()
+        } else {
+            None
         }
     }
 
