@@ -37,7 +37,9 @@ protocol VMEngine: AnyObject {
     /// accelerator availability). Starts nothing.
     static func validate(_ config: ParsedConfig) throws
 
-    /// Prepares a VM; the engine duplicates the descriptors it keeps.
+    /// Prepares a VM from a config that already passed `validate` (the
+    /// only way in is `vmz_create`, which validates); the engine duplicates
+    /// the descriptors it keeps.
     init(config: ParsedConfig, queue: DispatchQueue, delegate: EngineDelegate) throws
     /// Starts the VM; `completion` once: nil when running, or the error
     /// (then no `engineDidStop` follows).

@@ -172,7 +172,6 @@ final class QEMUEngine: VMEngine {
     // MARK: Life cycle
 
     init(config: ParsedConfig, queue: DispatchQueue, delegate: EngineDelegate) throws {
-        try QEMUEngine.validate(config)
         self.config = config
         self.queue = queue
         self.delegate = delegate

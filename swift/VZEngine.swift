@@ -115,7 +115,6 @@ final class VZEngine: VMEngine {
     /// Called by Machine.init on the caller's thread (never on `queue`):
     /// the VM itself is built on `queue` with `queue.sync`.
     init(config: ParsedConfig, queue: DispatchQueue, delegate: EngineDelegate) throws {
-        try VZEngine.validate(config)
         self.queue = queue
         self.delegate = delegate
 
