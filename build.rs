@@ -41,8 +41,9 @@ fn main() {
     let info = TargetInfo::query(&swiftc, &target_os);
     compile_swift(&swiftc, &info, &manifest, &out, &swift_sources, &target_os);
 
+    compile_c_helpers(&manifest);
     match target_os.as_str() {
-        "linux" => link_linux(&manifest, &out, &info),
+        "linux" => link_linux(&out, &info),
         "macos" => link_macos(&info),
         other => panic!("vmz supports Linux and macOS, not {other}"),
     }
@@ -188,16 +189,19 @@ fn compile_swift(
     run(&mut cmd, "compiling the Swift bridge");
 }
 
-fn link_linux(manifest: &Path, out: &Path, info: &TargetInfo) {
-    // The fork/exec helper (C: nothing but async-signal-safe calls may run
-    // between fork and exec).
+/// The bridge's C helpers: the Linux engine's fork/exec (C: nothing but
+/// async-signal-safe calls may run between fork and exec) and the kernel
+/// cache's content hash (both engines).
+fn compile_c_helpers(manifest: &Path) {
     let helper = manifest.join("swift/csupport/vmz_spawn.c");
     println!("cargo:rerun-if-changed={}", helper.display());
     cc::Build::new()
         .file(&helper)
         .warnings(true)
         .compile("vmz_spawn");
+}
 
+fn link_linux(out: &Path, info: &TargetInfo) {
     println!("cargo:rustc-link-search=native={}", out.display());
     println!("cargo:rustc-link-lib=static=vmz_swift");
 

@@ -1,60 +1,125 @@
-// Host-side decompression of x86 bzImages (Linux engine).
+// Host-side decompression of compressed kernels, for both engines.
 //
-// A bzImage decompresses itself inside the guest, which under emulation
-// costs seconds for an xz-compressed kernel. The bridge instead unpacks the
-// payload once on the host, with the system's own decompressor, and keeps
-// the uncompressed ELF vmlinux (which QEMU boots through its PVH entry) in a
-// cache keyed by the bzImage's content. Any failure falls back to booting
-// the bzImage as it is.
+// - Linux engine (x86_64): a bzImage decompresses itself inside the guest,
+//   which under emulation costs seconds for an xz-compressed kernel. Its
+//   payload is unpacked here instead, and the uncompressed ELF vmlinux boots
+//   through its PVH entry. Any failure falls back to booting the bzImage as
+//   it is (`uncompressed(for:)` never fails).
+// - macOS engine: Virtualization.framework boots only an uncompressed arm64
+//   Image, and distributions ship it gzip-compressed (`vmlinuz`). The whole
+//   file is decompressed here (`gunzipped(_:)`, which fails with the reason).
+//
+// Either way the system's own decompressor (gzip, xz, lz4, zstd) runs once
+// per kernel, natively, and the result is kept in a cache keyed by the
+// compressed file's content (FNV-1a 64 and size), so the next VM with the
+// same kernel, from any process, starts with no decompression at all.
+// Entries are complete files only (written aside, then renamed), created
+// with mode 0600 in a 0700 directory.
 //
 // Cache directory: $VMZ_KERNEL_CACHE, else $XDG_CACHE_HOME/vmz/kernels,
-// else $HOME/.cache/vmz/kernels.
+// else ~/Library/Caches/vmz/kernels (macOS) or ~/.cache/vmz/kernels.
 
-#if os(Linux)
+#if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+#if !os(Linux) || VMZ_TYPECHECK_VZ
+import Foundation
+#endif
 
 enum KernelCache {
-    /// The uncompressed kernel for `path` if it is a bzImage whose payload
-    /// can be unpacked here; nil to boot `path` as it is.
+    /// The uncompressed kernel for `path` if it is an x86 bzImage whose
+    /// payload can be unpacked here; nil to boot `path` as it is.
     static func uncompressed(for path: String) -> String? {
         guard let data = readFile(path), data.count > 0x250,
             data[0x202..<0x206] == Array("HdrS".utf8)[...]
         else { return nil }
-        guard let dir = directory() else { return nil }
-        let key = String(vmz_fnv1a64(data, UInt(data.count)), radix: 16) + "-" + String(data.count)
-        let target = "\(dir)/\(key).vmlinux"
-        if access(target, R_OK) == 0 {
-            log(.debug, "kernel cache: \(quoted(path)) -> \(quoted(target))")
-            return target
-        }
         do {
-            try unpack(data, into: target, directory: dir)
-            log(.info, "kernel cache: unpacked \(quoted(path)) into \(quoted(target))")
-            return target
+            let (payload, tool) = try bzImagePayload(data)
+            return try cached(data, source: path, suffix: "vmlinux", stream: payload, tool: tool, expect: elfMagic)
         } catch let e as BridgeError {
             log(.warn, "kernel cache: booting \(quoted(path)) as it is: \(e.message)")
         } catch {}
         return nil
     }
 
-    /// The cache directory, created (0700) if needed; nil if impossible.
-    private static func directory() -> String? {
+    /// The decompressed copy of the gzip-compressed kernel at `path` (the
+    /// whole file is one gzip stream, like arm64 distributions' `vmlinuz`).
+    static func gunzipped(_ path: String) throws -> String {
+        guard let data = readFile(path) else {
+            throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) cannot be read")
+        }
+        guard data.starts(with: [0x1f, 0x8b]) else {
+            throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) is not gzip-compressed")
+        }
+        do {
+            return try cached(data, source: path, suffix: "Image", stream: data[...], tool: "gzip", expect: nil)
+        } catch let e as BridgeError {
+            throw BridgeError(
+                VMZ_ERROR_KERNEL, "kernel \(quoted(path)) is gzip-compressed and cannot be decompressed: \(e.message)")
+        }
+    }
+
+    private static let elfMagic: [UInt8] = [0x7f, 0x45, 0x4c, 0x46]
+
+    /// The cached decompression of `stream` (part of `data`, the file's
+    /// content) by `tool`, made now if it is not there yet.
+    private static func cached(
+        _ data: [UInt8], source: String, suffix: String, stream: ArraySlice<UInt8>, tool: String, expect: [UInt8]?
+    ) throws -> String {
+        let dir = try directory()
+        let key = String(vmz_fnv1a64(data, UInt(data.count)), radix: 16) + "-" + String(data.count)
+        let target = "\(dir)/\(key).\(suffix)"
+        if access(target, R_OK) == 0 {
+            log(.debug, "kernel cache: \(quoted(source)) -> \(quoted(target))")
+            return target
+        }
+        try unpack(stream, tool: tool, into: target, directory: dir, expect: expect)
+        log(.info, "kernel cache: decompressed \(quoted(source)) into \(quoted(target))")
+        return target
+    }
+
+    /// The compressed payload of a bzImage and the tool that unpacks it.
+    private static func bzImagePayload(_ data: [UInt8]) throws -> (ArraySlice<UInt8>, String) {
+        let setupSects = data[0x1f1] == 0 ? 4 : Int(data[0x1f1])
+        let start = (setupSects + 1) * 512 + le32(data, 0x248)
+        let length = le32(data, 0x24c)
+        guard length > 4, start + length <= data.count else {
+            throw BridgeError(VMZ_ERROR_KERNEL, "no compressed payload found in the bzImage")
+        }
+        let payload = data[start..<start + length]
+        let magic = Array(payload.prefix(6))
+        if magic.starts(with: [0x1f, 0x8b]) { return (payload, "gzip") }
+        // xz, lz4 and zstd payloads end with the kernel's 4-byte size,
+        // which is not part of the compressed stream.
+        if magic.starts(with: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]) { return (payload.dropLast(4), "xz") }
+        if magic.starts(with: [0x02, 0x21, 0x4c, 0x18]) { return (payload.dropLast(4), "lz4") }
+        if magic.starts(with: [0x28, 0xb5, 0x2f, 0xfd]) { return (payload.dropLast(4), "zstd") }
+        throw BridgeError(VMZ_ERROR_KERNEL, "unsupported payload compression")
+    }
+
+    /// The cache directory, created (0700) if needed.
+    private static func directory() throws -> String {
         let dir: String
         if let d = environment("VMZ_KERNEL_CACHE") {
             dir = d
         } else if let x = environment("XDG_CACHE_HOME") {
             dir = x + "/vmz/kernels"
         } else if let h = environment("HOME") {
+            #if os(macOS)
+            dir = h + "/Library/Caches/vmz/kernels"
+            #else
             dir = h + "/.cache/vmz/kernels"
+            #endif
         } else {
-            return nil
+            throw BridgeError(VMZ_ERROR_KERNEL, "no cache directory: none of VMZ_KERNEL_CACHE, XDG_CACHE_HOME, HOME is set")
         }
         var prefix = ""
         for part in dir.split(separator: "/", omittingEmptySubsequences: true) {
             prefix += "/" + part
             if mkdir(prefix, 0o700) != 0 && errno != EEXIST {
-                log(.debug, "kernel cache: cannot create \(quoted(prefix))")
-                return nil
+                throw BridgeError.system("mkdir", errno, quoted(prefix))
             }
         }
         return dir
@@ -106,35 +171,15 @@ enum KernelCache {
         return (fd, name)
     }
 
-    private static func unpack(_ data: [UInt8], into target: String, directory dir: String) throws {
-        let setupSects = data[0x1f1] == 0 ? 4 : Int(data[0x1f1])
-        let start = (setupSects + 1) * 512 + le32(data, 0x248)
-        let length = le32(data, 0x24c)
-        guard length > 4, start + length <= data.count else {
-            throw BridgeError(VMZ_ERROR_KERNEL, "no compressed payload found in the bzImage")
-        }
-        var payload = data[start..<start + length]
-        let magic = Array(payload.prefix(6))
-        let tool: String
-        if magic.starts(with: [0x1f, 0x8b]) {
-            tool = "gzip"
-        } else if magic.starts(with: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]) {
-            tool = "xz"
-        } else if magic.starts(with: [0x02, 0x21, 0x4c, 0x18]) {
-            tool = "lz4"
-        } else if magic.starts(with: [0x28, 0xb5, 0x2f, 0xfd]) {
-            tool = "zstd"
-        } else {
-            throw BridgeError(VMZ_ERROR_KERNEL, "unsupported payload compression")
-        }
-        // xz, lz4 and zstd payloads end with the kernel's 4-byte size,
-        // which is not part of the compressed stream.
-        if tool != "gzip" { payload = payload.dropLast(4) }
+    /// Decompresses `stream` with `tool -dc` into `target`; `expect`: the
+    /// magic the result must start with, if any.
+    private static func unpack(
+        _ stream: ArraySlice<UInt8>, tool: String, into target: String, directory dir: String, expect: [UInt8]?
+    ) throws {
         guard let binary = findExecutable(tool) else {
             throw BridgeError(VMZ_ERROR_KERNEL, "\(tool) is not installed")
         }
-
-        let (input, inputName) = try temporary(dir, payload)
+        let (input, inputName) = try temporary(dir, stream)
         defer {
             close(input)
             unlink(inputName)
@@ -145,31 +190,62 @@ enum KernelCache {
             close(output)
             if !keep { unlink(outputName) }
         }
-        let devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)
-        defer { if devnull >= 0 { close(devnull) } }
+        try run(binary, ["-dc"], stdin: input, stdout: output, what: tool)
 
-        let argv: [String] = [binary, "-dc"]
-        var args: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
-        args.append(nil)
-        defer { for p in args { free(p) } }
-        var pid: pid_t = -1
-        var pidfd: Int32 = -1
-        let rc = vmz_spawn(binary, &args, [input, output, devnull], 3, &pid, &pidfd)
-        if rc != 0 { throw BridgeError.system("spawn \(tool)", rc) }
-        close(pidfd)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        guard status == 0 else { throw BridgeError(VMZ_ERROR_KERNEL, "\(tool) failed (status \(status))") }
-
-        var head = [UInt8](repeating: 0, count: 4)
-        let n = head.withUnsafeMutableBytes { pread(output, $0.baseAddress, 4, 0) }
-        guard n == 4, head == [0x7f, 0x45, 0x4c, 0x46] else {
-            throw BridgeError(VMZ_ERROR_KERNEL, "the unpacked kernel is not an ELF file")
+        var st = stat()
+        guard fstat(output, &st) == 0, st.st_size > 0 else {
+            throw BridgeError(VMZ_ERROR_KERNEL, "\(tool) produced nothing")
+        }
+        if let expect {
+            var head = [UInt8](repeating: 0, count: expect.count)
+            let n = head.withUnsafeMutableBytes { pread(output, $0.baseAddress, $0.count, 0) }
+            guard n == expect.count, head == expect else {
+                throw BridgeError(VMZ_ERROR_KERNEL, "the decompressed kernel is not in the expected format")
+            }
         }
         // Complete files only: another process may be unpacking the same
         // kernel; rename() makes whichever finishes first the cached one.
         guard rename(outputName, target) == 0 else { throw BridgeError.system("rename", errno, target) }
         keep = true
     }
+
+    /// Runs `binary args` with the given stdin and stdout (stderr: the null
+    /// device) and waits for it; throws unless it exits with status 0.
+    private static func run(_ binary: String, _ args: [String], stdin: Int32, stdout: Int32, what: String) throws {
+        #if os(Linux) && !VMZ_TYPECHECK_VZ
+        // The bridge's spawner: every other descriptor closed in the child.
+        let devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { if devnull >= 0 { close(devnull) } }
+        var argv: [UnsafeMutablePointer<CChar>?] = ([binary] + args).map { strdup($0) }
+        argv.append(nil)
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = -1
+        var pidfd: Int32 = -1
+        let rc = vmz_spawn(binary, &argv, [stdin, stdout, devnull], 3, &pid, &pidfd)
+        if rc != 0 { throw BridgeError.system("spawn \(what)", rc) }
+        close(pidfd)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard status == 0 else { throw BridgeError(VMZ_ERROR_KERNEL, "\(what) failed (wait status \(status))") }
+        #else
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = args
+        process.standardInput = FileHandle(fileDescriptor: stdin, closeOnDealloc: false)
+        process.standardOutput = FileHandle(fileDescriptor: stdout, closeOnDealloc: false)
+        process.standardError = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            throw BridgeError(VMZ_ERROR_KERNEL, "\(binary) cannot be run: \((error as NSError).localizedDescription)")
+        }
+        process.waitUntilExit()
+        guard process.terminationReason == .exit && process.terminationStatus == 0 else {
+            let how = process.terminationReason == .exit
+                ? "exited with status \(process.terminationStatus)"
+                : "was killed by signal \(process.terminationStatus)"
+            throw BridgeError(VMZ_ERROR_KERNEL, "\(what) \(how)")
+        }
+        #endif
+    }
 }
-#endif

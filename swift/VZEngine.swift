@@ -34,8 +34,6 @@ final class VZEngine: VMEngine {
     /// weak: this reference keeps it alive).
     private let observer = VZEngineObserver()
     private var vm: VZVirtualMachine?
-    /// A gzip-compressed kernel, decompressed; removed with the engine.
-    private var decompressedKernel: DecompressedKernel?
 
     // Run time, on `queue`.
     private var startCompletion: ((BridgeError?) -> Void)?
@@ -88,7 +86,8 @@ final class VZEngine: VMEngine {
     #endif
 
     /// Checks the kernel's format; returns it (gzip is accepted here and
-    /// decompressed by `init`, since validation writes no files).
+    /// decompressed by `init` into the kernel cache, since validation writes
+    /// no files).
     /// `decompressedFrom`: the original path when `path` is the decompressed
     /// copy of a gzip-compressed kernel.
     @discardableResult
@@ -118,13 +117,12 @@ final class VZEngine: VMEngine {
         self.queue = queue
         self.delegate = delegate
 
+        // A gzip-compressed kernel is decompressed once, natively, and
+        // kept in the kernel cache (KernelCache.swift), shared with later VMs.
         var kernelPath = config.kernelPath
         if try KernelFormat(path: kernelPath) == .gzip {
-            let kernel = try DecompressedKernel(decompressing: kernelPath)
-            decompressedKernel = kernel
-            try VZEngine.checkKernel(kernel.path, decompressedFrom: config.kernelPath)
-            kernelPath = kernel.path
-            log(.debug, "kernel \(quoted(config.kernelPath)) decompressed into \(quoted(kernel.path))")
+            kernelPath = try KernelCache.gunzipped(config.kernelPath)
+            try VZEngine.checkKernel(kernelPath, decompressedFrom: config.kernelPath)
         }
 
         // Our own duplicates, closed when the serial attachment is freed.
@@ -418,71 +416,4 @@ enum KernelFormat: Equatable, CustomStringConvertible {
     }
 }
 
-/// A gzip-compressed kernel decompressed into a private directory (0700,
-/// mkdtemp) with `/usr/bin/gunzip`; the files are removed when this object
-/// is freed.
-final class DecompressedKernel {
-    let directory: String
-    let path: String
-
-    init(decompressing source: String) throws {
-        var base = environment("TMPDIR") ?? "/tmp"
-        while base.count > 1 && base.hasSuffix("/") { base.removeLast() }
-        var template = Array("\(base)/vmz-kernel-XXXXXX".utf8CString)
-        guard let dir = mkdtemp(&template) else { throw BridgeError.system("mkdtemp", errno, base) }
-        directory = String(cString: dir)
-        path = directory + "/Image"
-        let errorPath = directory + "/gunzip.err"
-        defer { unlink(errorPath) }
-
-        let input = open(source, O_RDONLY | O_CLOEXEC)
-        if input < 0 {
-            throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(source)) cannot be read: \(String(cString: strerror(errno)))")
-        }
-        defer { close(input) }
-        let output = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        if output < 0 { throw BridgeError.system("open", errno, "decompressed kernel \(quoted(path))") }
-        defer { close(output) }
-        let errors = open(errorPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        if errors < 0 { throw BridgeError.system("open", errno, quoted(errorPath)) }
-        defer { close(errors) }
-
-        // The kernel goes in on stdin: no path on a command line.
-        let gunzip = "/usr/bin/gunzip"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: gunzip)
-        process.arguments = ["-c"]
-        process.standardInput = FileHandle(fileDescriptor: input, closeOnDealloc: false)
-        process.standardOutput = FileHandle(fileDescriptor: output, closeOnDealloc: false)
-        process.standardError = FileHandle(fileDescriptor: errors, closeOnDealloc: false)
-        do {
-            try process.run()
-        } catch {
-            throw BridgeError(
-                VMZ_ERROR_KERNEL,
-                "kernel \(quoted(source)) is gzip-compressed and \(gunzip) cannot be run to decompress it: \((error as NSError).localizedDescription)"
-            )
-        }
-        process.waitUntilExit()
-        guard process.terminationReason == .exit && process.terminationStatus == 0 else {
-            var message = ""
-            if let data = FileManager.default.contents(atPath: errorPath) {
-                message = String(decoding: data.prefix(2048), as: UTF8.self)
-                    .trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            let status = process.terminationReason == .exit
-                ? "exited with status \(process.terminationStatus)"
-                : "was killed by signal \(process.terminationStatus)"
-            throw BridgeError(
-                VMZ_ERROR_KERNEL,
-                "kernel \(quoted(source)) looks gzip-compressed but cannot be decompressed: gunzip \(status)\(message.isEmpty ? "" : ": \(message)")"
-            )
-        }
-    }
-
-    deinit {
-        unlink(path)
-        rmdir(directory)
-    }
-}
 #endif

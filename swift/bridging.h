@@ -1,7 +1,5 @@
 /* Imported into the Swift bridge with -import-objc-header: the public ABI
- * (so the @_cdecl exports use exactly its types) and, on Linux, the small C
- * helper that forks QEMU. */
+ * (so the @_cdecl exports use exactly its types) and the bridge's small C
+ * helpers (the Linux engine's fork/exec, the kernel cache's hash). */
 #include "../include/libvmz.h"
-#ifdef __linux__
 #include "csupport/vmz_spawn.h"
-#endif

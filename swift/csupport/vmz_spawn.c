@@ -1,8 +1,20 @@
 /* See vmz_spawn.h. */
 #ifdef __linux__
 #define _GNU_SOURCE
+#endif
 #include "vmz_spawn.h"
 
+unsigned long long vmz_fnv1a64(const void *data, unsigned long len) {
+    const unsigned char *p = data;
+    unsigned long long h = 0xcbf29ce484222325ULL;
+    for (unsigned long i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+#ifdef __linux__
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -178,16 +190,6 @@ static void start_spawner(void) {
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     thread_error = pthread_create(&t, &attr, spawner, NULL);
     pthread_attr_destroy(&attr);
-}
-
-unsigned long long vmz_fnv1a64(const void *data, unsigned long len) {
-    const unsigned char *p = data;
-    unsigned long long h = 0xcbf29ce484222325ULL;
-    for (unsigned long i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
 }
 
 int vmz_pipe_cloexec(int fds[2]) {

@@ -1,4 +1,7 @@
-/* vmz_spawn: starts a child process for the Linux engine (internal, not ABI).
+/* The bridge's C helpers (internal, not ABI). vmz_spawn and
+ * vmz_pipe_cloexec exist on Linux only; vmz_fnv1a64 everywhere.
+ *
+ * vmz_spawn: starts a child process for the Linux engine.
  *
  * Why C: between fork() and exec() only async-signal-safe calls are allowed,
  * which Swift cannot promise. Why a dedicated thread: PR_SET_PDEATHSIG fires
@@ -21,12 +24,14 @@ extern "C" {
  * the host's to handle, not QEMU's).
  * Returns 0 and sets *pid and *pidfd (a pidfd, close-on-exec), or returns an
  * errno value (the exec's own errno when exec failed). */
+#ifdef __linux__
 int vmz_spawn(const char *path, char *const argv[], const int *fds, int nfds,
               pid_t *pid, int *pidfd);
 
 /* pipe2(fds, O_CLOEXEC), which Swift's Glibc module does not export.
  * Returns 0 or an errno value. */
 int vmz_pipe_cloexec(int fds[2]);
+#endif
 
 /* FNV-1a, 64 bits, of `len` bytes: the kernel cache's content key (C for
  * speed in debug builds of the Swift bridge). */

@@ -1,5 +1,6 @@
 // Unit tests of the bridge's Swift internals that need no VM: the QMP JSON
-// reader, quoting, and the engine-independent config checks. Built and run
+// reader, quoting, the engine-independent config checks and the kernel
+// cache (both engines' paths: bzImage payloads and gzip-compressed files). Built and run
 // by scripts/swift-tests.sh (swiftc, no package manager); never part of the
 // library (build.rs compiles only swift/*.swift).
 
@@ -112,12 +113,109 @@ func testConfig() {
     check(Registry.errors.count == 0, "no error was handed to C")
 }
 
+func writeFile(_ path: String, _ bytes: [UInt8]) {
+    let f = fopen(path, "wb")!
+    _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+    fclose(f)
+}
+
+func readBytes(_ path: String) -> [UInt8]? {
+    guard let f = fopen(path, "rb") else { return nil }
+    defer { fclose(f) }
+    var out = [UInt8]()
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buf.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
+        if n == 0 { return out }
+        out += buf[0..<n]
+    }
+}
+
+func shell(_ command: String) -> Bool { system(command) == 0 }
+
+func filesIn(_ dir: String) -> [String] {
+    guard let d = opendir(dir) else { return [] }
+    defer { closedir(d) }
+    var names = [String]()
+    while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names.sorted()
+}
+
+func inode(_ path: String) -> UInt64? {
+    var st = stat()
+    return stat(path, &st) == 0 ? UInt64(st.st_ino) : nil
+}
+
+func testKernelCache() {
+    var template = Array("/tmp/vmz-kcache-test-XXXXXX".utf8CString)
+    guard let made = mkdtemp(&template) else { return check(false, "mkdtemp") }
+    let root = String(cString: made)
+    defer { _ = shell("rm -rf '\(root)'") }
+    let cache = root + "/cache/kernels"
+    setenv("VMZ_KERNEL_CACHE", cache, 1)
+    defer { unsetenv("VMZ_KERNEL_CACHE") }
+
+    // The macOS engine's path: a gzip-compressed arm64 Image (whole file).
+    var image = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }
+    image.replaceSubrange(0x38..<0x3c, with: Array("ARM".utf8) + [0x64])
+    writeFile(root + "/Image", image)
+    check(shell("gzip -n -c '\(root)/Image' > '\(root)/Image.gz'"), "gzip the fake Image")
+    let first = try? KernelCache.gunzipped(root + "/Image.gz")
+    check(first != nil && readBytes(first!) == image, "gunzipped: the cached copy is the original Image")
+    check(first?.hasPrefix(cache + "/") == true && first?.hasSuffix(".Image") == true, "gunzipped: in the cache dir")
+    let second = try? KernelCache.gunzipped(root + "/Image.gz")
+    check(second == first && inode(second ?? "") == inode(first ?? "-"), "gunzipped: the second call reuses the entry")
+    check(filesIn(cache).count == 1, "gunzipped: one entry, no leftovers")
+
+    // Broken input: a typed error, nothing left in the cache.
+    let gz = readBytes(root + "/Image.gz") ?? []
+    writeFile(root + "/broken.gz", Array(gz.prefix(gz.count / 2)))
+    do {
+        _ = try KernelCache.gunzipped(root + "/broken.gz")
+        check(false, "a truncated gzip file is refused")
+    } catch let e as BridgeError {
+        check(e.code == VMZ_ERROR_KERNEL && e.message.contains("cannot be decompressed"), "truncated gzip: \(e.message)")
+    } catch { check(false, "unexpected error \(error)") }
+    check(filesIn(cache).count == 1, "a failed decompression leaves no file behind")
+    check((try? KernelCache.gunzipped(root + "/Image")) == nil, "an uncompressed file is not gunzipped")
+    check((try? KernelCache.gunzipped(root + "/missing")) == nil, "a missing file is an error")
+
+    // The Linux engine's path: a bzImage whose payload is an ELF file.
+    func bzImage(payload: [UInt8], name: String) -> String {
+        var setup = [UInt8](repeating: 0, count: 5 * 512)  // boot sector + 4 setup sectors
+        setup[0x1f1] = 4
+        setup.replaceSubrange(0x202..<0x206, with: Array("HdrS".utf8))
+        func put32(_ at: Int, _ v: Int) { for i in 0..<4 { setup[at + i] = UInt8(truncatingIfNeeded: v >> (8 * i)) } }
+        put32(0x248, 0x40)  // payload offset from the protected-mode code
+        put32(0x24c, payload.count)
+        let path = root + "/" + name
+        writeFile(path, setup + [UInt8](repeating: 0x90, count: 0x40) + payload + [0, 0, 0, 0])
+        return path
+    }
+    let elf = [0x7f, 0x45, 0x4c, 0x46] + image
+    writeFile(root + "/vmlinux", elf)
+    check(shell("gzip -n -c '\(root)/vmlinux' > '\(root)/vmlinux.gz'"), "gzip the fake vmlinux")
+    let bz = bzImage(payload: readBytes(root + "/vmlinux.gz") ?? [], name: "bzImage")
+    let unpacked = KernelCache.uncompressed(for: bz)
+    check(unpacked != nil && readBytes(unpacked!) == elf, "uncompressed(for:): the payload, unpacked")
+    check(unpacked?.hasSuffix(".vmlinux") == true && filesIn(cache).count == 2, "uncompressed(for:): a second entry")
+    check(KernelCache.uncompressed(for: bz) == unpacked, "uncompressed(for:): reused")
+    let notELF = bzImage(payload: gz, name: "bzImage-not-elf")
+    check(KernelCache.uncompressed(for: notELF) == nil, "a payload that is not ELF boots as it is (nil)")
+    check(KernelCache.uncompressed(for: root + "/vmlinux") == nil, "an ELF vmlinux needs nothing (nil)")
+    check(filesIn(cache).count == 2, "no leftovers after the refusals")
+}
+
 @main
 struct BridgeTests {
     static func main() {
         testJSON()
         testQuoting()
         testConfig()
+        testKernelCache()
         print("\(passed) passed, \(failed) failed")
         exit(failed == 0 ? 0 : 1)
     }
