@@ -60,6 +60,30 @@ impl<T, E: Display> Context<T> for Result<T, E> {
 
 /// The line the test guest's init prints once it runs.
 const MARKER: &[u8] = b"VMZ-GUEST-READY";
+/// The test guest's first line: /init's first act.
+const USERSPACE: &[u8] = b"VMZ-GUEST-USERSPACE";
+
+/// The times of one boot, from the start of the timed call.
+#[derive(Clone, Copy, Debug)]
+struct Boot {
+    /// To the first line of /init (`VMZ-GUEST-USERSPACE`).
+    userspace: Duration,
+    /// To the marker (`VMZ-GUEST-READY`): modules loaded, acpid running.
+    ready: Duration,
+}
+
+impl Boot {
+    /// Waits for both markers on `console`, timing from `t0`.
+    fn wait(console: &Console, t0: Instant) -> BenchResult<Boot> {
+        let at = console.wait_for(USERSPACE, 0, BOOT_TIMEOUT)?;
+        let userspace = t0.elapsed();
+        console.wait_for(MARKER, at, BOOT_TIMEOUT)?;
+        Ok(Boot {
+            userspace,
+            ready: t0.elapsed(),
+        })
+    }
+}
 /// Generous: emulated guests on a small, possibly busy machine.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// For everything after the boot.
@@ -120,10 +144,34 @@ struct Guest {
 }
 
 impl Guest {
+    /// The test guest: $VMZ_GUEST_DIR or target/vmz-guest.
     fn load() -> BenchResult<Guest> {
         let dir = std::env::var_os("VMZ_GUEST_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vmz-guest"));
+        Guest::load_from(&dir)
+    }
+
+    /// The same guest with Debian's standard kernel (`scripts/make-guest.sh
+    /// --standard`): $VMZ_BENCH_STANDARD_GUEST_DIR or
+    /// target/vmz-guest-standard; None (rows skipped) if it is not built.
+    fn load_standard() -> BenchResult<Option<Guest>> {
+        let dir = std::env::var_os("VMZ_BENCH_STANDARD_GUEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vmz-guest-standard")
+            });
+        if !dir.join("cmdline").is_file() {
+            eprintln!(
+                "no standard-kernel guest in {}: its rows are skipped (scripts/make-guest.sh --standard)",
+                dir.display()
+            );
+            return Ok(None);
+        }
+        Guest::load_from(&dir).map(Some)
+    }
+
+    fn load_from(dir: &Path) -> BenchResult<Guest> {
         let cmdline = std::fs::read_to_string(dir.join("cmdline"))
             .context(&format!(
                 "{}/cmdline (build the guest with scripts/make-guest.sh)",
@@ -543,9 +591,20 @@ impl VmzRun {
     /// Builds the config (not timed), then times `Machine::with_event_handler`
     /// and `start` until the marker is on the console. Returns the run and the
     /// time to the marker.
-    fn boot(guest: &Guest, memory_mib: u64) -> BenchResult<(VmzRun, Duration)> {
+    fn boot(guest: &Guest, memory_mib: u64) -> BenchResult<(VmzRun, Boot)> {
+        VmzRun::boot_kernel(guest, &guest.vmlinux, memory_mib, false)
+    }
+
+    /// `boot` with another kernel file than the guest's vmlinux, and
+    /// optionally `ConfigBuilder::fast_boot_options(true)`.
+    fn boot_kernel(
+        guest: &Guest,
+        kernel: &Path,
+        memory_mib: u64,
+        fast_boot: bool,
+    ) -> BenchResult<(VmzRun, Boot)> {
         let (console, input, output) = Console::pipes()?;
-        let config = vmz_config(guest, memory_mib, input, output)?;
+        let config = vmz_config(guest, kernel, memory_mib, input, output, fast_boot)?;
         let ended: EndSlot = Arc::new((Mutex::new(None), Condvar::new()));
         let slot = ended.clone();
         let t0 = Instant::now();
@@ -570,8 +629,7 @@ impl VmzRun {
         // sees end-of-file if QEMU dies before the marker.
         drop(config);
         vm.start().context("Machine::start")?;
-        console.wait_for(MARKER, 0, BOOT_TIMEOUT)?;
-        let boot = t0.elapsed();
+        let boot = Boot::wait(&console, t0)?;
         Ok((VmzRun { vm, console, ended }, boot))
     }
 
@@ -598,11 +656,14 @@ impl VmzRun {
 /// the given descriptors.
 fn vmz_config(
     guest: &Guest,
+    kernel: &Path,
     memory_mib: u64,
     input: OwnedFd,
     output: OwnedFd,
+    fast_boot: bool,
 ) -> BenchResult<Config> {
-    Config::builder(&guest.vmlinux)
+    Config::builder(kernel)
+        .fast_boot_options(fast_boot)
         .initrd(&guest.initrd)
         .command_line(&guest.cmdline)
         .cpus(1)
@@ -626,7 +687,7 @@ struct QemuRun {
 
 impl QemuRun {
     /// Times spawning `args` until the marker is on the console.
-    fn boot(args: &[String], qmp_socket: Option<PathBuf>) -> BenchResult<(QemuRun, Duration)> {
+    fn boot(args: &[String], qmp_socket: Option<PathBuf>) -> BenchResult<(QemuRun, Boot)> {
         let (program, rest) = args.split_first().ok_or("empty QEMU command line")?;
         let mut cmd = Command::new(program);
         cmd.args(rest)
@@ -643,12 +704,12 @@ impl QemuRun {
             console: Console::new(stdout, Box::new(stdin)),
             qmp_socket,
         };
-        run.console.wait_for(MARKER, 0, BOOT_TIMEOUT)?;
-        Ok((run, t0.elapsed()))
+        let boot = Boot::wait(&run.console, t0)?;
+        Ok((run, boot))
     }
 
     /// Boots the reference: vmz's arguments, QMP on a fresh socket.
-    fn boot_reference(args: &QemuArgs, tag: &str) -> BenchResult<(QemuRun, Duration)> {
+    fn boot_reference(args: &QemuArgs, tag: &str) -> BenchResult<(QemuRun, Boot)> {
         let socket =
             std::env::temp_dir().join(format!("vmz-bench-{}-{tag}.qmp", std::process::id()));
         let _ = std::fs::remove_file(&socket);
@@ -734,6 +795,13 @@ impl Samples {
         self.rows.entry(row.to_string()).or_default().push(value);
     }
 
+    /// Adds both times of a boot: `{prefix}_ms` (to the marker) and
+    /// `{prefix}_userspace_ms`.
+    fn add_boot(&mut self, prefix: &str, boot: Boot) {
+        self.add(&format!("{prefix}_ms"), ms(boot.ready));
+        self.add(&format!("{prefix}_userspace_ms"), ms(boot.userspace));
+    }
+
     fn get(&self, row: &str) -> &[f64] {
         self.rows.get(row).map(Vec::as_slice).unwrap_or_default()
     }
@@ -795,6 +863,9 @@ fn table(samples: &Samples, rows: &[TableRow]) -> String {
     out.push_str("|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let v = samples.get(&r.row);
+        if v.is_empty() {
+            continue; // e.g. the standard-kernel rows without that guest
+        }
         let (ref_name, ref_triple, ratio) = match &r.reference {
             Some((name, key)) => {
                 let rv = samples.get(key);
@@ -984,17 +1055,19 @@ fn throughput(
 /// alternating vmz and its references run by run.
 fn guest_rows(
     guest: &Guest,
+    standard: Option<&Guest>,
     args: &QemuArgs,
     opts: &Options,
     samples: &mut Samples,
 ) -> BenchResult<()> {
     let plain = plain_args(guest)?;
+    let plain_standard = standard.map(plain_args).transpose()?;
     for i in 0..opts.runs {
         eprintln!("guest rows: run {}/{}", i + 1, opts.runs);
 
         // vmz: boot, throughput, guest poweroff.
         let (mut run, boot) = VmzRun::boot(guest, 256)?;
-        samples.add("boot.vmz_ms", ms(boot));
+        samples.add_boot("boot.vmz", boot);
         throughput(&mut run.console, opts, samples, "vmz")?;
         let watch = ExitWatch::new(run.qemu_pid()?)?;
         let t0 = Instant::now();
@@ -1014,7 +1087,7 @@ fn guest_rows(
 
         // QEMU, vmz's arguments: boot, throughput, guest poweroff.
         let (mut q, boot) = QemuRun::boot_reference(args, "a")?;
-        samples.add("boot.qemu_same_args_ms", ms(boot));
+        samples.add_boot("boot.qemu_same_args", boot);
         throughput(&mut q.console, opts, samples, "qemu")?;
         let t0 = Instant::now();
         q.console.send(b"poweroff\n")?;
@@ -1024,12 +1097,36 @@ fn guest_rows(
 
         // Plain QEMU: boot only.
         let (q, boot) = QemuRun::boot(&plain, None)?;
-        samples.add("boot.qemu_plain_ms", ms(boot));
+        samples.add_boot("boot.qemu_plain", boot);
         drop(q);
+
+        // vmz given the bzImage that plain QEMU boots (the kernel cache,
+        // warmed before the first run, serves the unpacked vmlinux).
+        let (run, boot) = VmzRun::boot_kernel(guest, &guest.vmlinuz, 256, false)?;
+        samples.add_boot("boot.vmz_bzimage", boot);
+        drop(run);
+        // The same with the opt-in kernel options.
+        let (run, boot) = VmzRun::boot_kernel(guest, &guest.vmlinuz, 256, true)?;
+        samples.add_boot("boot.vmz_bzimage_fast", boot);
+        drop(run);
+
+        // Debian's standard kernel (xz bzImage): vmz given the bzImage, and
+        // plain QEMU booting it.
+        if let (Some(std), Some(plain_std)) = (standard, &plain_standard) {
+            let (run, boot) = VmzRun::boot_kernel(std, &std.vmlinuz, 256, false)?;
+            samples.add_boot("boot.std.vmz", boot);
+            drop(run);
+            let (run, boot) = VmzRun::boot_kernel(std, &std.vmlinuz, 256, true)?;
+            samples.add_boot("boot.std.vmz_fast", boot);
+            drop(run);
+            let (q, boot) = QemuRun::boot(plain_std, None)?;
+            samples.add_boot("boot.std.qemu_plain", boot);
+            drop(q);
+        }
 
         // request_stop vs QMP system_powerdown.
         let (run, boot) = VmzRun::boot(guest, 256)?;
-        samples.add("boot.vmz_extra_ms", ms(boot));
+        samples.add("boot.vmz_extra_ms", ms(boot.ready));
         let t0 = Instant::now();
         run.vm.request_stop().context("request_stop")?;
         let (at, what) = run.ended()?;
@@ -1043,7 +1140,7 @@ fn guest_rows(
         drop(run);
 
         let (mut q, boot) = QemuRun::boot_reference(args, "b")?;
-        samples.add("boot.qemu_same_args_extra_ms", ms(boot));
+        samples.add("boot.qemu_same_args_extra_ms", ms(boot.ready));
         let mut qmp = q.qmp()?;
         let t0 = Instant::now();
         qmp.send("system_powerdown")?;
@@ -1053,14 +1150,14 @@ fn guest_rows(
 
         // force_stop vs SIGKILL.
         let (run, boot) = VmzRun::boot(guest, 256)?;
-        samples.add("boot.vmz_extra_ms", ms(boot));
+        samples.add("boot.vmz_extra_ms", ms(boot.ready));
         let t0 = Instant::now();
         run.vm.force_stop().context("force_stop")?;
         samples.add("stop.force.vmz_ms", ms(t0.elapsed()));
         drop(run);
 
         let (mut q, boot) = QemuRun::boot_reference(args, "c")?;
-        samples.add("boot.qemu_same_args_extra_ms", ms(boot));
+        samples.add("boot.qemu_same_args_extra_ms", ms(boot.ready));
         let t0 = Instant::now();
         q.child.kill().context("kill QEMU")?;
         q.wait()?;
@@ -1121,7 +1218,7 @@ fn call_rows(guest: &Guest, opts: &Options, samples: &mut Samples) -> BenchResul
         input.try_clone().context("dup")?,
         output.try_clone().context("dup")?,
     );
-    let config = vmz_config(guest, 256, input, output)?;
+    let config = vmz_config(guest, &guest.vmlinux, 256, input, output, false)?;
     for _ in 0..opts.runs {
         let t0 = Instant::now();
         for _ in 0..VALIDATE_BATCH {
@@ -1237,7 +1334,84 @@ fn table_rows(opts: &Options) -> Vec<TableRow> {
         };
     let mut rows = vec![
         row(
-            "1. boot to marker (Machine::new+start → marker)",
+            "1. boot to userspace (Machine::new+start → first line of /init)",
+            "ms",
+            "boot.vmz_userspace_ms",
+            Some(("QEMU, vmz's args", "boot.qemu_same_args_userspace_ms")),
+            "goal ratio ≤ 1.03",
+        ),
+        row(
+            "1. boot to userspace",
+            "ms",
+            "boot.vmz_userspace_ms",
+            Some((
+                "plain QEMU (cloud bzImage, defaults)",
+                "boot.qemu_plain_userspace_ms",
+            )),
+            "goal ratio ≤ 0.333 (3x faster)",
+        ),
+        row(
+            "1. boot to userspace, vmz given the cloud bzImage (cache warm)",
+            "ms",
+            "boot.vmz_bzimage_userspace_ms",
+            Some((
+                "plain QEMU (cloud bzImage, defaults)",
+                "boot.qemu_plain_userspace_ms",
+            )),
+            "goal ratio ≤ 0.333",
+        ),
+        row(
+            "1. boot to userspace, standard kernel: vmz given the xz bzImage (cache warm)",
+            "ms",
+            "boot.std.vmz_userspace_ms",
+            Some((
+                "plain QEMU (standard bzImage, defaults)",
+                "boot.std.qemu_plain_userspace_ms",
+            )),
+            "goal ratio ≤ 0.333",
+        ),
+        row(
+            "1. boot to userspace, cloud bzImage, `fast_boot_options(true)` (opt-in)",
+            "ms",
+            "boot.vmz_bzimage_fast_userspace_ms",
+            Some((
+                "plain QEMU (cloud bzImage, defaults)",
+                "boot.qemu_plain_userspace_ms",
+            )),
+            "adds `cryptomgr.notests no_timer_check`",
+        ),
+        row(
+            "1. boot to userspace, standard bzImage, `fast_boot_options(true)` (opt-in)",
+            "ms",
+            "boot.std.vmz_fast_userspace_ms",
+            Some((
+                "plain QEMU (standard bzImage, defaults)",
+                "boot.std.qemu_plain_userspace_ms",
+            )),
+            "adds `cryptomgr.notests no_timer_check`",
+        ),
+        row(
+            "1. first boot of the cloud bzImage, empty kernel cache (unpack included)",
+            "ms",
+            "boot.vmz_bzimage_first_userspace_ms",
+            Some((
+                "plain QEMU (cloud bzImage, defaults)",
+                "boot.qemu_plain_userspace_ms",
+            )),
+            "to userspace; once",
+        ),
+        row(
+            "1. first boot of the standard bzImage, empty kernel cache (unpack included)",
+            "ms",
+            "boot.std.vmz_first_userspace_ms",
+            Some((
+                "plain QEMU (standard bzImage, defaults)",
+                "boot.std.qemu_plain_userspace_ms",
+            )),
+            "to userspace; once",
+        ),
+        row(
+            "1. boot to marker (userspace + modules + acpid)",
             "ms",
             "boot.vmz_ms",
             Some(("QEMU, vmz's args", "boot.qemu_same_args_ms")),
@@ -1247,8 +1421,18 @@ fn table_rows(opts: &Options) -> Vec<TableRow> {
             "1. boot to marker",
             "ms",
             "boot.vmz_ms",
-            Some(("plain QEMU (bzImage, defaults)", "boot.qemu_plain_ms")),
-            "goal ratio ≤ 0.333 (3x faster)",
+            Some(("plain QEMU (cloud bzImage, defaults)", "boot.qemu_plain_ms")),
+            "",
+        ),
+        row(
+            "1. boot to marker, standard kernel (vmz given the bzImage)",
+            "ms",
+            "boot.std.vmz_ms",
+            Some((
+                "plain QEMU (standard bzImage, defaults)",
+                "boot.std.qemu_plain_ms",
+            )),
+            "",
         ),
         row(
             "1. boot to marker, all runs of rows 1-2",
@@ -1368,6 +1552,7 @@ fn table_rows(opts: &Options) -> Vec<TableRow> {
 /// Runs everything; returns the table.
 fn run(opts: &Options) -> BenchResult<String> {
     let guest = Arc::new(Guest::load()?);
+    let standard = Guest::load_standard()?;
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         if log::set_logger(&LOGGER).is_err() {
@@ -1383,9 +1568,23 @@ fn run(opts: &Options) -> BenchResult<String> {
     drop(QemuRun::boot_reference(&args, "w")?);
     drop(QemuRun::boot(&plain_args(&guest)?, None)?);
 
+    // The first boot of each bzImage fills the (empty) kernel cache: timed
+    // once, not part of the repeated rows.
     let mut samples = Samples::default();
+    let mut first_boot = |guest: &Guest, key: &str| -> BenchResult<()> {
+        let (run, boot) = VmzRun::boot_kernel(guest, &guest.vmlinuz, 256, false)?;
+        samples.add_boot(key, boot);
+        drop(run);
+        Ok(())
+    };
+    first_boot(&guest, "boot.vmz_bzimage_first")?;
+    if let Some(std) = &standard {
+        first_boot(std, "boot.std.vmz_first")?;
+        drop(QemuRun::boot(&plain_args(std)?, None)?);
+    }
+
     call_rows(&guest, opts, &mut samples)?;
-    guest_rows(&guest, &args, opts, &mut samples)?;
+    guest_rows(&guest, standard.as_ref(), &args, opts, &mut samples)?;
     scaling_rows(&guest, &args_scaling, opts, &mut samples)?;
 
     let table = table(&samples, &table_rows(opts));
@@ -1431,6 +1630,12 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // A kernel cache of its own, empty: the first boot of a bzImage is
+    // timed with the unpacking, the others with a warm cache. (Set before
+    // any thread exists: the bridge reads it with getenv.)
+    let cache = opts.out_dir.join("kernel-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    std::env::set_var("VMZ_KERNEL_CACHE", &cache);
     match run(&opts) {
         Ok(report) => {
             println!("{report}");

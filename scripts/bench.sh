@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vmz's benchmarks (BENCHMARKS.md): builds the test guest, runs
+# vmz's benchmarks (BENCHMARKS.md): builds the test guests, runs
 # `cargo bench --bench vmz` (boot, stop, bridge calls, serial throughput,
 # scaling; vmz and its references alternating), measures build times in a
 # scratch copy, and draws docs/bench-boot.png and docs/bench-scaling.png.
@@ -27,8 +27,9 @@ echo "== machine" | tee "$out/machine.txt"
     echo "kvm_pvm loaded: $([ -e /sys/module/kvm_pvm ] && echo yes || echo no)"
 } | tee -a "$out/machine.txt"
 
-echo "== building the test guest"
+echo "== building the test guest, and the same with Debian's standard kernel"
 scripts/make-guest.sh
+scripts/make-guest.sh --standard
 
 echo "== cargo bench --bench vmz (VMZ_BENCH_RUNS=${VMZ_BENCH_RUNS:-10})"
 cargo bench --bench vmz 2>&1 | tee "$out/bench.log"

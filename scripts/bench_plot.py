@@ -5,8 +5,10 @@ Usage: bench_plot.py SAMPLES_JSON OUT_DIR
 
 Reads the raw samples that `cargo bench --bench vmz` wrote
 (target/vmz-bench/samples.json) and writes:
-  OUT_DIR/bench-boot.png     boot time to the guest's marker: vmz, QEMU with
-                             vmz's arguments, plain QEMU (box + every sample)
+  OUT_DIR/bench-boot.png     boot time to userspace (the first line of the
+                             guest's /init): vmz, QEMU with vmz's arguments,
+                             plain QEMU; Debian's cloud kernel and, if it was
+                             measured, its standard kernel (box + every sample)
   OUT_DIR/bench-scaling.png  guests started together: time until all are up,
                              and memory (bench process, QEMU per guest)
 """
@@ -25,12 +27,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 def boot_plot(samples, meta, path):
     """Box plot with the individual runs drawn over it."""
     series = [
-        ("vmz\n(Machine::new+start)", samples.get("boot.vmz_ms", []), "tab:blue"),
-        ("QEMU, vmz's args", samples.get("boot.qemu_same_args_ms", []), "tab:orange"),
-        ("plain QEMU\n(bzImage, defaults)", samples.get("boot.qemu_plain_ms", []), "tab:gray"),
+        ("cloud kernel:\nvmz (vmlinux)", samples.get("boot.vmz_userspace_ms", []), "tab:blue"),
+        ("cloud:\nvmz (bzImage,\ncache warm)", samples.get("boot.vmz_bzimage_userspace_ms", []), "tab:cyan"),
+        ("cloud:\nQEMU, vmz's args", samples.get("boot.qemu_same_args_userspace_ms", []), "tab:orange"),
+        ("cloud:\nplain QEMU\n(bzImage)", samples.get("boot.qemu_plain_userspace_ms", []), "tab:gray"),
+        ("standard kernel:\nvmz (bzImage,\ncache warm)", samples.get("boot.std.vmz_userspace_ms", []), "tab:green"),
+        ("standard:\nvmz, fast_boot\noptions (opt-in)", samples.get("boot.std.vmz_fast_userspace_ms", []), "tab:olive"),
+        ("standard:\nplain QEMU\n(bzImage)", samples.get("boot.std.qemu_plain_userspace_ms", []), "tab:red"),
     ]
     series = [s for s in series if s[1]]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(10, 4.8))
     data = [[v / 1000 for v in s[1]] for s in series]
     ax.boxplot(data, widths=0.5, showfliers=False)
     for i, (s, d) in enumerate(zip(series, data), start=1):
@@ -38,7 +44,7 @@ def boot_plot(samples, meta, path):
         ax.scatter(jitter, d, s=16, color=s[2], alpha=0.8, zorder=3)
     ax.set_xticks(range(1, len(series) + 1), [s[0] for s in series])
     ax.set_ylim(bottom=0)
-    ax.set_ylabel("seconds to VMZ-GUEST-READY")
+    ax.set_ylabel("seconds to the first line of /init")
     runs = meta.get("runs", "?")
     ax.set_title(f"Boot to userspace under TCG, {runs} alternating runs each")
     ax.grid(axis="y", alpha=0.3)

@@ -1,7 +1,9 @@
 #!/bin/sh
-# /init of vmz's test guest (busybox). Prints a marker, answers lines read
-# from the serial console, and powers off on request or on the ACPI power
-# button. Commands (one per line):
+# /init of vmz's test guest (busybox). Prints VMZ-GUEST-USERSPACE as its
+# first act (the benchmarks' "boot to userspace"), sets up the power button,
+# prints the marker VMZ-GUEST-READY, answers lines read from the serial
+# console, and powers off on request or on the ACPI power button.
+# Commands (one per line):
 #   poweroff            power off now
 #   panic               crash the kernel (sysrq c)
 #   cmdline             print the kernel command line, in brackets
@@ -9,6 +11,7 @@
 #   net                 configure eth0 by DHCP from QEMU's user network
 #   cat-bytes N         print N bytes of 'x', then "vmz-guest: cat done"
 #   anything else       answered as "echo: <line>"
+/bin/busybox echo "VMZ-GUEST-USERSPACE"
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc

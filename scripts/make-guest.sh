@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # Builds vmz's test guest, cached, never committed:
-#   OUT/vmlinuz     Debian's linux-image-cloud-amd64 kernel as shipped (bzImage)
+#   OUT/vmlinuz     Debian's linux-image-cloud-amd64 kernel as shipped (bzImage;
+#                   with --standard: linux-image-amd64, Debian's standard kernel)
 #   OUT/vmlinux     the same kernel uncompressed (ELF with a PVH entry: boots fastest)
 #   OUT/initrd.img  busybox initramfs (uncompressed newc) running scripts/guest-init.sh
 #   OUT/cmdline     the kernel command line for it
-# Usage: scripts/make-guest.sh [OUT]   (default: $VMZ_GUEST_DIR or target/vmz-guest)
+# Usage: scripts/make-guest.sh [--standard] [OUT]
+#   default OUT: $VMZ_GUEST_DIR or target/vmz-guest; with --standard
+#   target/vmz-guest-standard (the benchmarks' second guest: an xz bzImage).
 # Cached: nothing is done while the scripts, /bin/busybox and the kernel .deb in
 # OUT/cache are unchanged (no apt call either); `rm -r OUT/cache` picks up a
 # newer kernel. Needs: apt-get (download only: nothing is installed),
 # dpkg-deb, busybox-static, cpio, python3, lz4/xz/zstd as the kernel needs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-${VMZ_GUEST_DIR:-$root/target/vmz-guest}}
+meta=linux-image-cloud-amd64
+if [ "${1:-}" = --standard ]; then
+    meta=linux-image-amd64
+    shift
+    out=${1:-$root/target/vmz-guest-standard}
+else
+    out=${1:-${VMZ_GUEST_DIR:-$root/target/vmz-guest}}
+fi
 mkdir -p "$out/cache"
 out=$(cd "$out" && pwd)
 
@@ -28,13 +38,13 @@ work=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' INT TERM HUP
 
-# The kernel: linux-image-cloud-amd64 is a metapackage; download its
-# linux-image-<abi>-cloud-amd64 dependency (apt-get update once if apt's lists lack it).
+# The kernel: $meta is a metapackage; download its linux-image-<abi>-...
+# dependency (apt-get update once if apt's lists lack it).
 if [ -z "$deb" ]; then
-    resolve() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+    resolve() { apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
     pkg=$(resolve)
     [ -n "$pkg" ] || { apt-get update -qq >&2 || true; pkg=$(resolve); }
-    [ -n "$pkg" ] || { echo "make-guest: cannot resolve linux-image-cloud-amd64" >&2; exit 1; }
+    [ -n "$pkg" ] || { echo "make-guest: cannot resolve $meta" >&2; exit 1; }
     # (as root, apt's _apt sandbox user cannot write into the private $work)
     get() { (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2); }
     get || { apt-get update -qq >&2 && get; }
