@@ -14,7 +14,9 @@
 // compressed file's content (FNV-1a 64 and size), so the next VM with the
 // same kernel, from any process, starts with no decompression at all.
 // Entries are complete files only (written aside, then renamed), created
-// with mode 0600 in a 0700 directory.
+// with mode 0600 in a 0700 directory. Within a process, a file seen before
+// (same device, inode, size, modification and change times) is not read and
+// hashed again: the next VM finds its entry at once.
 //
 // Cache directory: $VMZ_KERNEL_CACHE, else $XDG_CACHE_HOME/vmz/kernels,
 // else ~/Library/Caches/vmz/kernels (macOS) or ~/.cache/vmz/kernels.
@@ -32,12 +34,15 @@ enum KernelCache {
     /// The uncompressed kernel for `path` if it is an x86 bzImage whose
     /// payload can be unpacked here; nil to boot `path` as it is.
     static func uncompressed(for path: String) -> String? {
-        guard let data = readFile(path), data.count > 0x250,
-            data[0x202..<0x206] == Array("HdrS".utf8)[...]
-        else { return nil }
+        // The header first: an ELF vmlinux (tens of MB) is not read whole.
+        guard isBzImage(path), let (data, identity) = readFile(path, ifNew: "vmlinux") else { return nil }
+        if let hit = remembered(identity, "vmlinux") { return hit }
+        guard data.count > 0x250, data[0x202..<0x206] == Array("HdrS".utf8)[...] else { return nil }
         do {
             let (payload, tool) = try bzImagePayload(data)
-            return try cached(data, source: path, suffix: "vmlinux", stream: payload, tool: tool, expect: elfMagic)
+            return remember(
+                identity, "vmlinux",
+                try cached(data, source: path, suffix: "vmlinux", stream: payload, tool: tool, expect: elfMagic))
         } catch let e as BridgeError {
             log(.warn, "kernel cache: booting \(quoted(path)) as it is: \(e.message)")
         } catch {}
@@ -47,14 +52,17 @@ enum KernelCache {
     /// The decompressed copy of the gzip-compressed kernel at `path` (the
     /// whole file is one gzip stream, like arm64 distributions' `vmlinuz`).
     static func gunzipped(_ path: String) throws -> String {
-        guard let data = readFile(path) else {
+        guard let (data, identity) = readFile(path, ifNew: "Image") else {
             throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) cannot be read")
         }
+        if let hit = remembered(identity, "Image") { return hit }
         guard data.starts(with: [0x1f, 0x8b]) else {
             throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) is not gzip-compressed")
         }
         do {
-            return try cached(data, source: path, suffix: "Image", stream: data[...], tool: "gzip", expect: nil)
+            return remember(
+                identity, "Image",
+                try cached(data, source: path, suffix: "Image", stream: data[...], tool: "gzip", expect: nil))
         } catch let e as BridgeError {
             throw BridgeError(
                 VMZ_ERROR_KERNEL, "kernel \(quoted(path)) is gzip-compressed and cannot be decompressed: \(e.message)")
@@ -125,12 +133,77 @@ enum KernelCache {
         return dir
     }
 
-    private static func readFile(_ path: String) -> [UInt8]? {
+    /// "HdrS" at 0x202: the x86 boot protocol's setup header.
+    private static func isBzImage(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return false }
+        defer { close(fd) }
+        var magic = [UInt8](repeating: 0, count: 4)
+        let n = magic.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4, 0x202) }
+        return n == 4 && magic == Array("HdrS".utf8)
+    }
+
+    /// What identifies a file's version without reading it.
+    private struct FileIdentity: Hashable {
+        var device: UInt64, inode: UInt64, size: Int64
+        var modified: Int64, modifiedNanos: Int64, changed: Int64, changedNanos: Int64
+
+        init(_ st: stat) {
+            device = UInt64(st.st_dev)
+            inode = UInt64(st.st_ino)
+            size = Int64(st.st_size)
+            #if os(Linux)
+            (modified, modifiedNanos) = (Int64(st.st_mtim.tv_sec), Int64(st.st_mtim.tv_nsec))
+            (changed, changedNanos) = (Int64(st.st_ctim.tv_sec), Int64(st.st_ctim.tv_nsec))
+            #else
+            (modified, modifiedNanos) = (Int64(st.st_mtimespec.tv_sec), Int64(st.st_mtimespec.tv_nsec))
+            (changed, changedNanos) = (Int64(st.st_ctimespec.tv_sec), Int64(st.st_ctimespec.tv_nsec))
+            #endif
+        }
+    }
+
+    private struct MemoKey: Hashable {
+        var identity: FileIdentity
+        var suffix: String
+    }
+
+    /// Files seen by this process, and their cache entries.
+    private final class Memo: @unchecked Sendable {
+        private let lock = Lock()
+        private var entries: [MemoKey: String] = [:]
+
+        subscript(key: MemoKey) -> String? {
+            get { lock.withLock { entries[key] } }
+            set { lock.withLock { entries[key] = newValue } }
+        }
+    }
+
+    private static let memo = Memo()
+
+    /// The entry remembered for this file version, if it still exists.
+    private static func remembered(_ identity: FileIdentity, _ suffix: String) -> String? {
+        guard let target = memo[MemoKey(identity: identity, suffix: suffix)], access(target, R_OK) == 0 else {
+            return nil
+        }
+        return target
+    }
+
+    private static func remember(_ identity: FileIdentity, _ suffix: String, _ target: String) -> String {
+        memo[MemoKey(identity: identity, suffix: suffix)] = target
+        return target
+    }
+
+    /// The file's content and identity, both from one open descriptor; the
+    /// content is not read (empty) when this file version was seen before
+    /// for `suffix` and its entry still exists.
+    private static func readFile(_ path: String, ifNew suffix: String) -> ([UInt8], FileIdentity)? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { return nil }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_size > 0, st.st_size < 512 << 20 else { return nil }
+        let identity = FileIdentity(st)
+        if remembered(identity, suffix) != nil { return ([], identity) }
         var data = [UInt8](repeating: 0, count: Int(st.st_size))
         var done = 0
         while done < data.count {
@@ -139,7 +212,7 @@ enum KernelCache {
             if n <= 0 { return nil }
             done += n
         }
-        return data
+        return (data, identity)
     }
 
     private static func le32(_ d: [UInt8], _ at: Int) -> Int {

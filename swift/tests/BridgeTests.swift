@@ -169,6 +169,19 @@ func testKernelCache() {
     let second = try? KernelCache.gunzipped(root + "/Image.gz")
     check(second == first && inode(second ?? "") == inode(first ?? "-"), "gunzipped: the second call reuses the entry")
     check(filesIn(cache).count == 1, "gunzipped: one entry, no leftovers")
+    // The process remembers the file, but not an entry that is gone.
+    if let first { unlink(first) }
+    let again = try? KernelCache.gunzipped(root + "/Image.gz")
+    check(again == first && readBytes(again ?? "") == image, "gunzipped: a deleted entry is made again")
+    // A new version of the file is a new entry.
+    var changed = image
+    changed[0x1000] ^= 0xff
+    writeFile(root + "/Image", changed)
+    check(shell("gzip -n -c '\(root)/Image' > '\(root)/Image.gz.new' && mv '\(root)/Image.gz.new' '\(root)/Image.gz'"),
+          "gzip the changed Image")
+    let third = try? KernelCache.gunzipped(root + "/Image.gz")
+    check(third != nil && third != first && readBytes(third!) == changed, "gunzipped: a changed file, a new entry")
+    unlink(third ?? "")
 
     // Broken input: a typed error, nothing left in the cache.
     let gz = readBytes(root + "/Image.gz") ?? []
@@ -215,7 +228,13 @@ struct BridgeTests {
         testJSON()
         testQuoting()
         testConfig()
-        testKernelCache()
+        // Under valgrind 3.19 no process can be started (it lacks pidfd_open):
+        // scripts/valgrind.sh sets VMZ_SWIFT_TESTS_NO_SPAWN.
+        if getenv("VMZ_SWIFT_TESTS_NO_SPAWN") == nil {
+            testKernelCache()
+        } else {
+            print("skipped: the kernel cache tests (they start gzip)")
+        }
         print("\(passed) passed, \(failed) failed")
         exit(failed == 0 ? 0 : 1)
     }
