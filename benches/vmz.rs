@@ -1072,107 +1072,154 @@ fn guest_rows(
     let plain_standard = standard.map(plain_args).transpose()?;
     for i in 0..opts.runs {
         eprintln!("guest rows: run {}/{}", i + 1, opts.runs);
+        // Each pair runs vmz first in even runs and the reference first in
+        // odd ones, so a cost of going first (or second) falls on both.
+        let vmz_first = i % 2 == 0;
+        let pair = |samples: &mut Samples,
+                    vmz: &dyn Fn(&mut Samples) -> BenchResult<()>,
+                    reference: &dyn Fn(&mut Samples) -> BenchResult<()>|
+         -> BenchResult<()> {
+            if vmz_first {
+                vmz(samples)?;
+                reference(samples)
+            } else {
+                reference(samples)?;
+                vmz(samples)
+            }
+        };
 
-        // vmz: boot, throughput, guest poweroff.
-        let (mut run, boot) = VmzRun::boot(guest, 256)?;
-        samples.add_boot("boot.vmz", boot);
-        throughput(&mut run.console, opts, samples, "vmz")?;
-        let watch = ExitWatch::new(run.qemu_pid()?)?;
-        let t0 = Instant::now();
-        run.console.send(b"poweroff\n")?;
-        let (at, what) = run.ended()?;
-        let qemu_exit = watch.exited_at()?;
-        if what != "guest-stopped" {
-            return Err(format!("poweroff ended the vmz VM as {what}"));
-        }
-        samples.add("stop.poweroff.vmz_ms", ms(at - t0));
-        samples.add(
-            "event.exit_to_handler_us",
-            at.saturating_duration_since(qemu_exit).as_secs_f64() * 1e6,
-        );
-        samples.add("stop.poweroff.vmz_qemu_exit_ms", ms(qemu_exit - t0));
-        drop(run);
+        // Boot, throughput, guest poweroff: vmz and QEMU with vmz's args.
+        pair(
+            samples,
+            &|samples| {
+                let (mut run, boot) = VmzRun::boot(guest, 256)?;
+                samples.add_boot("boot.vmz", boot);
+                throughput(&mut run.console, opts, samples, "vmz")?;
+                let watch = ExitWatch::new(run.qemu_pid()?)?;
+                let t0 = Instant::now();
+                run.console.send(b"poweroff\n")?;
+                let (at, what) = run.ended()?;
+                let qemu_exit = watch.exited_at()?;
+                if what != "guest-stopped" {
+                    return Err(format!("poweroff ended the vmz VM as {what}"));
+                }
+                samples.add("stop.poweroff.vmz_ms", ms(at - t0));
+                samples.add(
+                    "event.exit_to_handler_us",
+                    at.saturating_duration_since(qemu_exit).as_secs_f64() * 1e6,
+                );
+                samples.add("stop.poweroff.vmz_qemu_exit_ms", ms(qemu_exit - t0));
+                Ok(())
+            },
+            &|samples| {
+                let (mut q, boot) = QemuRun::boot_reference(args, "a")?;
+                samples.add_boot("boot.qemu_same_args", boot);
+                throughput(&mut q.console, opts, samples, "qemu")?;
+                let t0 = Instant::now();
+                q.console.send(b"poweroff\n")?;
+                q.wait()?;
+                samples.add("stop.poweroff.qemu_ms", ms(t0.elapsed()));
+                Ok(())
+            },
+        )?;
 
-        // QEMU, vmz's arguments: boot, throughput, guest poweroff.
-        let (mut q, boot) = QemuRun::boot_reference(args, "a")?;
-        samples.add_boot("boot.qemu_same_args", boot);
-        throughput(&mut q.console, opts, samples, "qemu")?;
-        let t0 = Instant::now();
-        q.console.send(b"poweroff\n")?;
-        q.wait()?;
-        samples.add("stop.poweroff.qemu_ms", ms(t0.elapsed()));
-        drop(q);
-
-        // Plain QEMU: boot only.
-        let (q, boot) = QemuRun::boot(&plain, None)?;
-        samples.add_boot("boot.qemu_plain", boot);
-        drop(q);
-        settle();
-
-        // vmz given the bzImage that plain QEMU boots (the kernel cache,
-        // warmed before the first run, serves the unpacked vmlinux).
-        let (run, boot) = VmzRun::boot_kernel(guest, &guest.vmlinuz, 256, false)?;
-        samples.add_boot("boot.vmz_bzimage", boot);
-        drop(run);
-        // The same with the opt-in kernel options.
-        let (run, boot) = VmzRun::boot_kernel(guest, &guest.vmlinuz, 256, true)?;
-        samples.add_boot("boot.vmz_bzimage_fast", boot);
-        drop(run);
-
-        // Debian's standard kernel (xz bzImage): vmz given the bzImage, and
-        // plain QEMU booting it.
-        if let (Some(std), Some(plain_std)) = (standard, &plain_standard) {
-            let (run, boot) = VmzRun::boot_kernel(std, &std.vmlinuz, 256, false)?;
-            samples.add_boot("boot.std.vmz", boot);
-            drop(run);
-            let (run, boot) = VmzRun::boot_kernel(std, &std.vmlinuz, 256, true)?;
-            samples.add_boot("boot.std.vmz_fast", boot);
-            drop(run);
-            let (q, boot) = QemuRun::boot(plain_std, None)?;
-            samples.add_boot("boot.std.qemu_plain", boot);
+        // Plain QEMU against vmz given the same bzImage (the kernel cache,
+        // warmed before the first run, serves the unpacked vmlinux), and
+        // the same with the opt-in kernel options.
+        let plain_run = |samples: &mut Samples| -> BenchResult<()> {
+            let (q, boot) = QemuRun::boot(&plain, None)?;
+            samples.add_boot("boot.qemu_plain", boot);
             drop(q);
             settle();
+            Ok(())
+        };
+        pair(
+            samples,
+            &|samples| {
+                let (run, boot) = VmzRun::boot_kernel(guest, &guest.vmlinuz, 256, false)?;
+                samples.add_boot("boot.vmz_bzimage", boot);
+                drop(run);
+                let (_run, boot) = VmzRun::boot_kernel(guest, &guest.vmlinuz, 256, true)?;
+                samples.add_boot("boot.vmz_bzimage_fast", boot);
+                Ok(())
+            },
+            &plain_run,
+        )?;
+
+        // Debian's standard kernel (xz bzImage): vmz given the bzImage, with
+        // and without the options, and plain QEMU booting it.
+        if let (Some(std), Some(plain_std)) = (standard, &plain_standard) {
+            pair(
+                samples,
+                &|samples| {
+                    let (run, boot) = VmzRun::boot_kernel(std, &std.vmlinuz, 256, false)?;
+                    samples.add_boot("boot.std.vmz", boot);
+                    drop(run);
+                    let (_run, boot) = VmzRun::boot_kernel(std, &std.vmlinuz, 256, true)?;
+                    samples.add_boot("boot.std.vmz_fast", boot);
+                    Ok(())
+                },
+                &|samples| {
+                    let (q, boot) = QemuRun::boot(plain_std, None)?;
+                    samples.add_boot("boot.std.qemu_plain", boot);
+                    drop(q);
+                    settle();
+                    Ok(())
+                },
+            )?;
         }
 
         // request_stop vs QMP system_powerdown.
-        let (run, boot) = VmzRun::boot(guest, 256)?;
-        samples.add("boot.vmz_extra_ms", ms(boot.ready));
-        let t0 = Instant::now();
-        run.vm.request_stop().context("request_stop")?;
-        let (at, what) = run.ended()?;
-        let exit = run.vm.wait();
-        let waited = t0.elapsed();
-        if !matches!(exit, Exit::GuestStopped) || what != "guest-stopped" {
-            return Err(format!("request_stop ended the VM as {what} / {exit:?}"));
-        }
-        samples.add("stop.request.vmz_ms", ms(at - t0));
-        samples.add("stop.request.vmz_wait_ms", ms(waited));
-        drop(run);
-
-        let (mut q, boot) = QemuRun::boot_reference(args, "b")?;
-        samples.add("boot.qemu_same_args_extra_ms", ms(boot.ready));
-        let mut qmp = q.qmp()?;
-        let t0 = Instant::now();
-        qmp.send("system_powerdown")?;
-        q.wait()?;
-        samples.add("stop.request.qemu_ms", ms(t0.elapsed()));
-        drop(q);
+        pair(
+            samples,
+            &|samples| {
+                let (run, boot) = VmzRun::boot(guest, 256)?;
+                samples.add("boot.vmz_extra_ms", ms(boot.ready));
+                let t0 = Instant::now();
+                run.vm.request_stop().context("request_stop")?;
+                let (at, what) = run.ended()?;
+                let exit = run.vm.wait();
+                let waited = t0.elapsed();
+                if !matches!(exit, Exit::GuestStopped) || what != "guest-stopped" {
+                    return Err(format!("request_stop ended the VM as {what} / {exit:?}"));
+                }
+                samples.add("stop.request.vmz_ms", ms(at - t0));
+                samples.add("stop.request.vmz_wait_ms", ms(waited));
+                Ok(())
+            },
+            &|samples| {
+                let (mut q, boot) = QemuRun::boot_reference(args, "b")?;
+                samples.add("boot.qemu_same_args_extra_ms", ms(boot.ready));
+                let mut qmp = q.qmp()?;
+                let t0 = Instant::now();
+                qmp.send("system_powerdown")?;
+                q.wait()?;
+                samples.add("stop.request.qemu_ms", ms(t0.elapsed()));
+                Ok(())
+            },
+        )?;
 
         // force_stop vs SIGKILL.
-        let (run, boot) = VmzRun::boot(guest, 256)?;
-        samples.add("boot.vmz_extra_ms", ms(boot.ready));
-        let t0 = Instant::now();
-        run.vm.force_stop().context("force_stop")?;
-        samples.add("stop.force.vmz_ms", ms(t0.elapsed()));
-        drop(run);
-
-        let (mut q, boot) = QemuRun::boot_reference(args, "c")?;
-        samples.add("boot.qemu_same_args_extra_ms", ms(boot.ready));
-        let t0 = Instant::now();
-        q.child.kill().context("kill QEMU")?;
-        q.wait()?;
-        samples.add("stop.force.qemu_ms", ms(t0.elapsed()));
-        drop(q);
+        pair(
+            samples,
+            &|samples| {
+                let (run, boot) = VmzRun::boot(guest, 256)?;
+                samples.add("boot.vmz_extra_ms", ms(boot.ready));
+                let t0 = Instant::now();
+                run.vm.force_stop().context("force_stop")?;
+                samples.add("stop.force.vmz_ms", ms(t0.elapsed()));
+                Ok(())
+            },
+            &|samples| {
+                let (mut q, boot) = QemuRun::boot_reference(args, "c")?;
+                samples.add("boot.qemu_same_args_extra_ms", ms(boot.ready));
+                let t0 = Instant::now();
+                q.child.kill().context("kill QEMU")?;
+                q.wait()?;
+                samples.add("stop.force.qemu_ms", ms(t0.elapsed()));
+                Ok(())
+            },
+        )?;
     }
     Ok(())
 }
