@@ -255,3 +255,80 @@ fn a_bzimage_is_unpacked_once_into_the_kernel_cache() {
     std::env::remove_var("VMZ_KERNEL_CACHE");
     before.assert_restored();
 }
+
+/// vmz boots QEMU with qboot when qboot is installed next to the QEMU
+/// binary (`<prefix>/share/qemu/qboot.rom` for `<prefix>/bin/qemu-…`), and
+/// with QEMU's default firmware when it is not; the guest boots either way.
+/// QEMU is run through a wrapper script in a prefix of our own that records
+/// its arguments.
+#[test]
+fn firmware_is_qboot_when_installed_next_to_qemu_else_the_default() {
+    let _serial = common::serial();
+    let g = common::guest();
+    let real = std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("qemu-system-x86_64"))
+                .find(|q| q.is_file())
+        })
+        .expect("qemu-system-x86_64 on PATH")
+        .canonicalize()
+        .unwrap();
+    let real_qboot = real
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("share/qemu/qboot.rom");
+    assert!(
+        real_qboot.is_file(),
+        "{} is missing (Debian: qemu-system-data, installed with qemu-system-x86)",
+        real_qboot.display()
+    );
+    let dir =
+        common::TempDir(std::env::temp_dir().join(format!("vmz-firmware-{}", std::process::id())));
+    let before = Resources::now();
+    for with_qboot in [true, false] {
+        let prefix = dir.0.join(if with_qboot { "with" } else { "without" });
+        std::fs::create_dir_all(prefix.join("bin")).unwrap();
+        let qboot = prefix.join("share/qemu/qboot.rom");
+        if with_qboot {
+            std::fs::create_dir_all(qboot.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(&real_qboot, &qboot).unwrap();
+        }
+        let args_file = prefix.join("args");
+        let wrapper = prefix.join("bin/qemu-system-x86_64");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nexec '{}' \"$@\"\n",
+                args_file.display(),
+                real.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+
+        // VM tests run one at a time (`serial`): nothing else reads it now.
+        std::env::set_var("VMZ_QEMU", &wrapper);
+        common::boot_with(common::guest_builder(&g.kernel), |_| {});
+        std::env::remove_var("VMZ_QEMU");
+
+        let args: Vec<String> = std::fs::read_to_string(&args_file)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        let bios = args
+            .iter()
+            .position(|a| a == "-bios")
+            .map(|i| args[i + 1].clone());
+        let expected = with_qboot.then(|| qboot.to_string_lossy().into_owned());
+        assert_eq!(bios, expected, "QEMU's arguments: {args:?}");
+    }
+    before.assert_restored();
+}
