@@ -35,9 +35,13 @@ enum KernelCache {
     /// payload can be unpacked here; nil to boot `path` as it is.
     static func uncompressed(for path: String) -> String? {
         // The header first: an ELF vmlinux (tens of MB) is not read whole.
-        guard isBzImage(path), let (data, identity) = readFile(path, ifNew: "vmlinux") else { return nil }
-        if let hit = remembered(identity, "vmlinux") { return hit }
-        guard data.count > 0x250, data[0x202..<0x206] == Array("HdrS".utf8)[...] else { return nil }
+        guard isBzImage(path), let found = lookup(path, "vmlinux") else { return nil }
+        let data: [UInt8], identity: FileIdentity
+        switch found {
+        case .hit(let target): return target
+        case .content(let d, let i): (data, identity) = (d, i)
+        }
+        guard data.count > 0x250 else { return nil }
         do {
             let (payload, tool) = try bzImagePayload(data)
             return remember(
@@ -52,10 +56,14 @@ enum KernelCache {
     /// The decompressed copy of the gzip-compressed kernel at `path` (the
     /// whole file is one gzip stream, like arm64 distributions' `vmlinuz`).
     static func gunzipped(_ path: String) throws -> String {
-        guard let (data, identity) = readFile(path, ifNew: "Image") else {
+        guard let found = lookup(path, "Image") else {
             throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) cannot be read")
         }
-        if let hit = remembered(identity, "Image") { return hit }
+        let data: [UInt8], identity: FileIdentity
+        switch found {
+        case .hit(let target): return target
+        case .content(let d, let i): (data, identity) = (d, i)
+        }
         guard data.starts(with: [0x1f, 0x8b]) else {
             throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) is not gzip-compressed")
         }
@@ -193,17 +201,24 @@ enum KernelCache {
         return target
     }
 
-    /// The file's content and identity, both from one open descriptor; the
-    /// content is not read (empty) when this file version was seen before
-    /// for `suffix` and its entry still exists.
-    private static func readFile(_ path: String, ifNew suffix: String) -> ([UInt8], FileIdentity)? {
+    private enum Lookup {
+        /// The entry this process made or found for this version of the file.
+        case hit(String)
+        /// The file's content, to find or make its entry from.
+        case content([UInt8], FileIdentity)
+    }
+
+    /// The remembered entry (`suffix`) for the file at `path`, else its
+    /// content and identity, both from one open descriptor; nil if it
+    /// cannot be read.
+    private static func lookup(_ path: String, _ suffix: String) -> Lookup? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { return nil }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_size > 0, st.st_size < 512 << 20 else { return nil }
         let identity = FileIdentity(st)
-        if remembered(identity, suffix) != nil { return ([], identity) }
+        if let target = remembered(identity, suffix) { return .hit(target) }
         var data = [UInt8](repeating: 0, count: Int(st.st_size))
         var done = 0
         while done < data.count {
@@ -212,7 +227,7 @@ enum KernelCache {
             if n <= 0 { return nil }
             done += n
         }
-        return (data, identity)
+        return .content(data, identity)
     }
 
     private static func le32(_ d: [UInt8], _ at: Int) -> Int {

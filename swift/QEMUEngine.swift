@@ -178,7 +178,7 @@ final class QEMUEngine: VMEngine {
     /// `binary` (`<prefix>/share/qemu/qboot.rom` for
     /// `<prefix>/bin/qemu-system-x86_64`, as Debian's qemu-system-data and
     /// QEMU's own `make install` place it); nil to keep SeaBIOS.
-    static func findQboot(near binary: String) -> String? {
+    private static func findQboot(near binary: String) -> String? {
         #if arch(x86_64)
         guard let resolved = realpath(binary, nil) else { return nil }
         let path = String(cString: resolved)
