@@ -993,6 +993,29 @@ fn plain_args(guest: &Guest) -> BenchResult<Vec<String>> {
     ])
 }
 
+/// vmz boots `guest`'s bzImage (optionally with the opt-in kernel
+/// options); its times go under `key`; the VM is stopped on return.
+fn boot_bzimage(
+    samples: &mut Samples,
+    guest: &Guest,
+    fast_boot: bool,
+    key: &str,
+) -> BenchResult<()> {
+    let (_run, boot) = VmzRun::boot_kernel(guest, &guest.vmlinuz, 256, fast_boot)?;
+    samples.add_boot(key, boot);
+    Ok(())
+}
+
+/// Plain QEMU boots with `args`; its times go under `key`; killed, then a
+/// pause (`settle`).
+fn boot_plain(samples: &mut Samples, args: &[String], key: &str) -> BenchResult<()> {
+    let (q, boot) = QemuRun::boot(args, None)?;
+    samples.add_boot(key, boot);
+    drop(q);
+    settle();
+    Ok(())
+}
+
 /// A pause after a plain QEMU run. The boot right after one was 0.1-0.15 s
 /// slower than elsewhere in the sequence (whichever row came next; not
 /// seen after vmz's or the reference's runs, cause not found), so the
@@ -1126,24 +1149,13 @@ fn guest_rows(
         // Plain QEMU against vmz given the same bzImage (the kernel cache,
         // warmed before the first run, serves the unpacked vmlinux), and
         // the same with the opt-in kernel options.
-        let plain_run = |samples: &mut Samples| -> BenchResult<()> {
-            let (q, boot) = QemuRun::boot(&plain, None)?;
-            samples.add_boot("boot.qemu_plain", boot);
-            drop(q);
-            settle();
-            Ok(())
-        };
         pair(
             samples,
             &|samples| {
-                let (run, boot) = VmzRun::boot_kernel(guest, &guest.vmlinuz, 256, false)?;
-                samples.add_boot("boot.vmz_bzimage", boot);
-                drop(run);
-                let (_run, boot) = VmzRun::boot_kernel(guest, &guest.vmlinuz, 256, true)?;
-                samples.add_boot("boot.vmz_bzimage_fast", boot);
-                Ok(())
+                boot_bzimage(samples, guest, false, "boot.vmz_bzimage")?;
+                boot_bzimage(samples, guest, true, "boot.vmz_bzimage_fast")
             },
-            &plain_run,
+            &|samples| boot_plain(samples, &plain, "boot.qemu_plain"),
         )?;
 
         // Debian's standard kernel (xz bzImage): vmz given the bzImage, with
@@ -1152,20 +1164,10 @@ fn guest_rows(
             pair(
                 samples,
                 &|samples| {
-                    let (run, boot) = VmzRun::boot_kernel(std, &std.vmlinuz, 256, false)?;
-                    samples.add_boot("boot.std.vmz", boot);
-                    drop(run);
-                    let (_run, boot) = VmzRun::boot_kernel(std, &std.vmlinuz, 256, true)?;
-                    samples.add_boot("boot.std.vmz_fast", boot);
-                    Ok(())
+                    boot_bzimage(samples, std, false, "boot.std.vmz")?;
+                    boot_bzimage(samples, std, true, "boot.std.vmz_fast")
                 },
-                &|samples| {
-                    let (q, boot) = QemuRun::boot(plain_std, None)?;
-                    samples.add_boot("boot.std.qemu_plain", boot);
-                    drop(q);
-                    settle();
-                    Ok(())
-                },
+                &|samples| boot_plain(samples, plain_std, "boot.std.qemu_plain"),
             )?;
         }
 
@@ -1628,15 +1630,9 @@ fn run(opts: &Options) -> BenchResult<String> {
     // The first boot of each bzImage fills the (empty) kernel cache: timed
     // once, not part of the repeated rows.
     let mut samples = Samples::default();
-    let mut first_boot = |guest: &Guest, key: &str| -> BenchResult<()> {
-        let (run, boot) = VmzRun::boot_kernel(guest, &guest.vmlinuz, 256, false)?;
-        samples.add_boot(key, boot);
-        drop(run);
-        Ok(())
-    };
-    first_boot(&guest, "boot.vmz_bzimage_first")?;
+    boot_bzimage(&mut samples, &guest, false, "boot.vmz_bzimage_first")?;
     if let Some(std) = &standard {
-        first_boot(std, "boot.std.vmz_first")?;
+        boot_bzimage(&mut samples, std, false, "boot.std.vmz_first")?;
         drop(QemuRun::boot(&plain_args(std)?, None)?);
     }
 
