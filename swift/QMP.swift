@@ -38,26 +38,6 @@ indirect enum JSON: Equatable {
     }
 }
 
-/// Calls `body` with a Unix socket address for `path`; nil (without calling
-/// it) when the path does not fit in `sockaddr_un`.
-func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T? {
-    var addr = sockaddr_un()
-    addr.sun_family = sa_family_t(AF_UNIX)
-    let fits = withUnsafeMutableBytes(of: &addr.sun_path) { raw -> Bool in
-        let bytes = Array(path.utf8)
-        guard bytes.count < raw.count else { return false }
-        raw.copyBytes(from: bytes)
-        raw[bytes.count] = 0
-        return true
-    }
-    guard fits else { return nil }
-    return withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            body($0, socklen_t(MemoryLayout<sockaddr_un>.size))
-        }
-    }
-}
-
 /// A JSON string literal for `s`.
 func jsonQuote(_ s: String) -> String {
     var out = "\""
