@@ -6,14 +6,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# One bound on the whole command (VMZ_TEST_TIMEOUT seconds): a hang fails
+# the run and says so instead of stalling CI. Each test also bounds its own
+# waits (tests/common/bounded.rs).
+if [ -z "${VMZ_TEST_SH_BOUNDED:-}" ]; then
+    limit="${VMZ_TEST_TIMEOUT:-1200}"
+    rc=0
+    VMZ_TEST_SH_BOUNDED=1 timeout -k 30 "$limit" "$0" "$@" || rc=$?
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        echo "test.sh: FAILED: the test command did not finish within ${limit} s (VMZ_TEST_TIMEOUT)" >&2
+    fi
+    exit "$rc"
+fi
+started=$SECONDS
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
-if [ -x scripts/typecheck-macos.sh ]; then
-    echo "== macOS engine type-check (against swift/stubs/Virtualization)"
-    scripts/typecheck-macos.sh
+echo "== macOS engine type-check (against swift/stubs/Virtualization)"
+# Run through its run bit, so that losing the bit fails here, loudly.
+if [ ! -x scripts/typecheck-macos.sh ]; then
+    echo "test.sh: FAILED: scripts/typecheck-macos.sh is not executable (git update-index --chmod=+x)" >&2
+    exit 1
 fi
+scripts/typecheck-macos.sh
 echo "== Swift unit tests (swift/tests)"
 scripts/swift-tests.sh
 echo "== building the test guest"
@@ -21,3 +38,4 @@ scripts/make-guest.sh
 echo "== cargo test"
 cargo test --all-targets
 cargo test --doc
+echo "== test.sh: all passed in $((SECONDS - started)) s"

@@ -32,16 +32,15 @@ mkdir -p "$tmp/stub" "$tmp/strict" "$tmp/cache"
     "$stub" -emit-module-path "$tmp/strict/Virtualization.swiftmodule"
 
 # A probe compiled with the bridge: VZEngine must exist (canImport saw the
-# stub) and conform to VMEngine; once Engine.swift honours VMZ_TYPECHECK_VZ,
-# PlatformEngine must be VZEngine too.
+# stub) and conform to VMEngine, and with VMZ_TYPECHECK_VZ the engine the
+# bridge runs (PlatformEngine) must be VZEngine: if Engine.swift stops
+# honouring the flag, this fails instead of checking the QEMU engine again.
 probe="$tmp/probe.swift"
-echo 'let vmzTypecheckProbe: VMEngine.Type = VZEngine.self' >"$probe"
-if grep -q "VMZ_TYPECHECK_VZ" swift/Engine.swift; then
-    echo 'let vmzTypecheckPlatformProbe: VZEngine.Type = PlatformEngine.self' >>"$probe"
-    selection="PlatformEngine = VZEngine"
-else
-    selection="NOTE: Engine.swift ignores VMZ_TYPECHECK_VZ, so its macOS PlatformEngine branch was not checked"
-fi
+cat >"$probe" <<'PROBE'
+let vmzTypecheckProbe: VMEngine.Type = VZEngine.self
+let vmzTypecheckPlatformProbe: VZEngine.Type = PlatformEngine.self
+PROBE
+selection="PlatformEngine = VZEngine"
 
 out="$tmp/typecheck.log"
 if ! "$SWIFTC" -typecheck -swift-version 5 -parse-as-library \

@@ -12,7 +12,7 @@ use common::{guest_config, machine_with_events, Console, Resources, BOOT_TIMEOUT
 use vmz::{ErrorCode, Event, Exit, Machine, State};
 
 fn next_event(rx: &mpsc::Receiver<Event>) -> Event {
-    rx.recv_timeout(BOOT_TIMEOUT).expect("an event")
+    common::recv(rx, "the next event")
 }
 
 #[test]
@@ -30,7 +30,7 @@ fn boots_echoes_serial_and_powers_off() {
         drop(config);
         assert_eq!(vm.state(), State::Created);
 
-        vm.start().expect("start");
+        common::start(&vm).expect("start");
         assert!(matches!(next_event(&events), Event::Started));
         assert_eq!(vm.state(), State::Running);
         console.expect(MARKER, BOOT_TIMEOUT);
@@ -67,7 +67,7 @@ fn boots_echoes_serial_and_powers_off() {
         assert!(matches!(next_event(&events), Event::GuestStopped));
         assert_eq!(vm.state(), State::Stopped);
         assert!(events.try_recv().is_err(), "exactly one end event");
-        drop(vm);
+        common::release(vm);
         console.close();
     }
     before.assert_restored();
@@ -94,11 +94,11 @@ fn graceful_stop_request_ends_a_running_guest_within_10s() {
 fn force_stop_ends_it_and_a_stopped_vm_refuses_more() {
     common::with_booted_guest(|vm, events, _console| {
         // Starting twice is refused, and the VM keeps running.
-        let again = vm.start().unwrap_err();
+        let again = common::start(vm).unwrap_err();
         assert_eq!(again.code(), ErrorCode::InvalidState, "{again}");
         assert_eq!(vm.state(), State::Running);
 
-        vm.force_stop().expect("force stop");
+        common::force_stop(vm).expect("force stop");
         assert!(matches!(vm.exit(), Some(Exit::ForceStopped)));
         assert_eq!(vm.state(), State::Stopped);
         assert!(matches!(next_event(events), Event::Started));
@@ -106,7 +106,7 @@ fn force_stop_ends_it_and_a_stopped_vm_refuses_more() {
 
         let e = vm.request_stop().unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidState);
-        let e = vm.force_stop().unwrap_err();
+        let e = common::force_stop(vm).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidState);
     });
 }
@@ -118,16 +118,16 @@ fn dropping_a_running_machine_stops_its_guest() {
     let before = Resources::now();
     {
         let (console, input, output) = Console::new();
-        let (vm, events) = machine_with_events(&guest_config(input, output));
-        vm.start().expect("start");
+        let (vm, log) = common::machine_with_event_log(&guest_config(input, output));
+        common::start(&vm).expect("start");
         console.expect(MARKER, BOOT_TIMEOUT);
         assert_eq!(common::children().len(), 1, "one QEMU runs");
-        drop(vm);
-        // Drop waited for the end: QEMU is gone now, and the handler saw no
-        // event after Started (the machine was released, not stopped).
+        // Drop waits for the end: QEMU is gone after it; the handler saw no
+        // event after Started (the machine was released, not stopped), none
+        // after the drop, and was freed.
+        let seen = common::release_checked(vm, log);
         assert!(common::children().is_empty());
-        assert!(matches!(next_event(&events), Event::Started));
-        assert!(events.recv_timeout(Duration::from_millis(200)).is_err());
+        assert!(matches!(seen[..], [Event::Started]), "{seen:?}");
         console.close();
     }
     before.assert_restored();
@@ -144,11 +144,14 @@ fn a_panicking_handler_does_not_cross_into_the_bridge() {
             panic!("handler panics on {e:?}");
         })
         .unwrap();
-        vm.start().expect("start despite the panicking handler");
+        common::start(&vm).expect("start despite the panicking handler");
         console.expect(MARKER, BOOT_TIMEOUT);
-        vm.force_stop().unwrap();
-        assert!(matches!(vm.wait(), Exit::ForceStopped));
-        drop(vm);
+        common::force_stop(&vm).unwrap();
+        assert!(matches!(
+            common::wait(&vm, common::STOP_BOUND),
+            Exit::ForceStopped
+        ));
+        common::release(vm);
         console.close();
     }
     before.assert_restored();
@@ -161,7 +164,7 @@ fn a_panicking_handler_does_not_cross_into_the_bridge() {
 fn orphan_host() {
     let (console, input, output) = Console::new();
     let vm = Machine::new(&guest_config(input, output)).unwrap();
-    vm.start().unwrap();
+    common::start(&vm).unwrap();
     console.expect(MARKER, BOOT_TIMEOUT);
     println!("QEMU-PID {}", common::children()[0]);
     std::thread::sleep(Duration::from_secs(120));
@@ -265,16 +268,7 @@ fn a_bzimage_is_unpacked_once_into_the_kernel_cache() {
 fn firmware_is_qboot_when_installed_next_to_qemu_else_the_default() {
     let _serial = common::serial();
     let g = common::guest();
-    let real = std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("qemu-system-x86_64"))
-                .find(|q| q.is_file())
-        })
-        .expect("qemu-system-x86_64 on PATH")
-        .canonicalize()
-        .unwrap();
-    let real_qboot = real
+    let real_qboot = common::real_qemu()
         .parent()
         .unwrap()
         .parent()
@@ -289,46 +283,16 @@ fn firmware_is_qboot_when_installed_next_to_qemu_else_the_default() {
         common::TempDir(std::env::temp_dir().join(format!("vmz-firmware-{}", std::process::id())));
     let before = Resources::now();
     for with_qboot in [true, false] {
-        let prefix = dir.0.join(if with_qboot { "with" } else { "without" });
-        std::fs::create_dir_all(prefix.join("bin")).unwrap();
-        let qboot = prefix.join("share/qemu/qboot.rom");
+        let qemu =
+            common::RecordingQemu::new(&dir.0.join(if with_qboot { "with" } else { "without" }));
+        let qboot = qemu.prefix.join("share/qemu/qboot.rom");
         if with_qboot {
             std::fs::create_dir_all(qboot.parent().unwrap()).unwrap();
             std::os::unix::fs::symlink(&real_qboot, &qboot).unwrap();
         }
-        let args_file = prefix.join("args");
-        let wrapper = prefix.join("bin/qemu-system-x86_64");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nexec '{}' \"$@\"\n",
-                args_file.display(),
-                real.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            &wrapper,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-
-        // VM tests run one at a time (`serial`): nothing else reads it now.
-        std::env::set_var("VMZ_QEMU", &wrapper);
-        common::boot_with(common::guest_builder(&g.kernel), |_| {});
-        std::env::remove_var("VMZ_QEMU");
-
-        let args: Vec<String> = std::fs::read_to_string(&args_file)
-            .unwrap()
-            .lines()
-            .map(String::from)
-            .collect();
-        let bios = args
-            .iter()
-            .position(|a| a == "-bios")
-            .map(|i| args[i + 1].clone());
+        qemu.with(|| common::boot_with(common::guest_builder(&g.kernel), |_| {}));
         let expected = with_qboot.then(|| qboot.to_string_lossy().into_owned());
-        assert_eq!(bios, expected, "QEMU's arguments: {args:?}");
+        assert_eq!(qemu.value_of("-bios"), expected, "{:?}", qemu.args());
     }
     before.assert_restored();
 }

@@ -329,10 +329,10 @@ fn hostile_paths_that_exist_boot_normally() {
             .build()
             .unwrap();
         let vm = vmz::Machine::new(&config).unwrap();
-        vm.start().unwrap();
+        common::start(&vm).unwrap();
         console.expect(MARKER, BOOT_TIMEOUT);
-        vm.force_stop().unwrap();
-        drop(vm);
+        common::force_stop(&vm).unwrap();
+        common::release(vm);
         drop(config); // it holds the console's write end
         console.close();
     }

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{guest_config, machine_with_events, Console, Resources, BOOT_TIMEOUT, MARKER};
-use vmz::{ErrorCode, Event, Exit, Machine, State};
+use vmz::{ErrorCode, Event, Exit, State};
 
 fn the_qemu() -> i32 {
     let kids = common::children();
@@ -24,8 +24,8 @@ fn kill_qemu(wait_for_marker: bool) {
     {
         let (console, input, output) = Console::new();
         let (vm, events) = machine_with_events(&guest_config(input, output));
-        vm.start().unwrap();
-        assert!(matches!(events.recv().unwrap(), Event::Started));
+        common::start(&vm).unwrap();
+        assert!(matches!(common::recv(&events, "Started"), Event::Started));
         if wait_for_marker {
             console.expect(MARKER, BOOT_TIMEOUT);
         } else {
@@ -47,7 +47,7 @@ fn kill_qemu(wait_for_marker: bool) {
         assert!(matches!(vm.exit(), Some(Exit::Error(_))));
         assert_eq!(vm.state(), State::Error, "stopped, in error");
         assert!(common::children().is_empty());
-        drop(vm);
+        common::release(vm);
         console.close();
     }
     before.assert_restored();
@@ -93,8 +93,11 @@ fn closing_the_serial_input_leaves_the_guest_running() {
             vm.wait_timeout(Duration::from_secs(10)),
             Some(Exit::GuestStopped)
         ));
-        assert!(matches!(events.recv().unwrap(), Event::Started));
-        assert!(matches!(events.recv().unwrap(), Event::GuestStopped));
+        assert!(matches!(common::recv(events, "Started"), Event::Started));
+        assert!(matches!(
+            common::recv(events, "GuestStopped"),
+            Event::GuestStopped
+        ));
     });
 }
 
@@ -107,7 +110,7 @@ fn a_vanished_serial_reader_neither_kills_the_host_nor_the_vm() {
         let (mut console, input, _) = Console::new();
         let (mut out_r, out_w) = std::io::pipe().unwrap();
         let (vm, events) = machine_with_events(&guest_config(input, out_w.into()));
-        vm.start().unwrap();
+        common::start(&vm).unwrap();
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
         while !String::from_utf8_lossy(&seen).contains(MARKER) {
@@ -126,9 +129,12 @@ fn a_vanished_serial_reader_neither_kills_the_host_nor_the_vm() {
             vm.wait_timeout(BOOT_TIMEOUT),
             Some(Exit::GuestStopped)
         ));
-        assert!(matches!(events.recv().unwrap(), Event::Started));
-        assert!(matches!(events.recv().unwrap(), Event::GuestStopped));
-        drop(vm);
+        assert!(matches!(common::recv(&events, "Started"), Event::Started));
+        assert!(matches!(
+            common::recv(&events, "GuestStopped"),
+            Event::GuestStopped
+        ));
+        common::release(vm);
         console.close();
     }
     before.assert_restored();
@@ -146,7 +152,7 @@ fn a_guest_that_ignores_the_stop_request_is_forced_by_stop() {
         assert_eq!(vm.state(), State::Running, "the guest keeps running");
 
         let t = Instant::now();
-        let exit = vm.stop(Duration::from_secs(2)).unwrap();
+        let exit = common::stop(vm, Duration::from_secs(2)).unwrap();
         assert!(matches!(exit, Exit::ForceStopped), "{exit:?}");
         assert!(t.elapsed() >= Duration::from_secs(2), "waited the grace");
         assert_eq!(vm.state(), State::Stopped);
@@ -156,11 +162,11 @@ fn a_guest_that_ignores_the_stop_request_is_forced_by_stop() {
 #[test]
 fn stop_returns_the_guests_own_stop_when_it_complies() {
     common::with_booted_guest(|vm, _events, _console| {
-        let exit = vm.stop(Duration::from_secs(10)).unwrap();
+        let exit = common::stop(vm, Duration::from_secs(10)).unwrap();
         assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
         // Stopping a stopped VM reports the same end.
         assert!(matches!(
-            vm.stop(Duration::from_secs(1)).unwrap(),
+            common::stop(vm, Duration::from_secs(1)).unwrap(),
             Exit::GuestStopped
         ));
     });
@@ -172,43 +178,55 @@ fn dropping_a_machine_at_any_point_is_safe() {
     common::guest();
     let before = Resources::now();
 
-    // Before start.
+    // Before start: no event at all.
     {
         let (console, input, output) = Console::new();
-        drop(Machine::new(&guest_config(input, output)).unwrap());
+        let (vm, log) = common::machine_with_event_log(&guest_config(input, output));
+        let seen = common::release_checked(vm, log);
+        assert!(seen.is_empty(), "{seen:?}");
         console.close();
     }
-    // While starting: the start completion still runs, with an error.
+    // While starting (QEMU takes far longer to answer QMP than the drop
+    // takes to follow): the start completion still runs, with an error.
     {
         let (console, input, output) = Console::new();
-        let vm = Machine::new(&guest_config(input, output)).unwrap();
+        let (vm, log) = common::machine_with_event_log(&guest_config(input, output));
         let (tx, rx) = mpsc::channel();
         vm.start_with(move |r| {
             let _ = tx.send(r);
         })
         .unwrap();
-        drop(vm);
+        let seen = common::release_checked(vm, log);
         assert!(common::children().is_empty());
         let result = rx.recv_timeout(Duration::from_secs(5)).expect("completion");
-        if let Err(e) = result {
-            assert!(
-                matches!(e.code(), ErrorCode::StartFailed | ErrorCode::InvalidState),
-                "{e}"
-            );
-        }
+        let Err(e) = result else {
+            panic!("a start interrupted by the release reported success ({seen:?})");
+        };
+        assert!(
+            matches!(e.code(), ErrorCode::StartFailed | ErrorCode::InvalidState),
+            "{e}"
+        );
+        assert!(
+            !seen.iter().any(|e| matches!(e, Event::Started)),
+            "{seen:?}"
+        );
         console.close();
     }
-    // While the guest boots, and while it stops.
+    // While the guest boots, and while it stops: Started, then nothing.
     for stopping in [false, true] {
         let (console, input, output) = Console::new();
-        let vm = Machine::new(&guest_config(input, output)).unwrap();
-        vm.start().unwrap();
+        let (vm, log) = common::machine_with_event_log(&guest_config(input, output));
+        common::start(&vm).unwrap();
         if stopping {
             console.expect(MARKER, BOOT_TIMEOUT);
             vm.request_stop().unwrap();
         }
-        drop(vm);
+        let seen = common::release_checked(vm, log);
         assert!(common::children().is_empty());
+        assert!(
+            matches!(seen[0], Event::Started),
+            "stopping {stopping}: {seen:?}"
+        );
         console.close();
     }
     before.assert_restored();

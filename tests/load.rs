@@ -101,7 +101,7 @@ fn eight_guests_at_once_from_one_process() {
         std::thread::scope(|s| {
             for (vm, _) in &vms {
                 s.spawn(move || {
-                    let exit = vm.stop(Duration::from_secs(20)).unwrap();
+                    let exit = common::stop(vm, Duration::from_secs(20)).unwrap();
                     assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
                 });
             }
@@ -120,7 +120,7 @@ fn eight_guests_at_once_from_one_process() {
             max_concurrent.load(Ordering::SeqCst)
         );
         for (vm, console) in vms {
-            drop(vm);
+            common::release(vm);
             console.close();
         }
     }
@@ -134,10 +134,10 @@ fn a_hundred_create_start_force_stop_cycles() {
     for _ in 0..100 {
         let (console, input, output) = Console::new();
         let vm = Machine::new(&small_guest(input, output)).unwrap();
-        vm.start().unwrap();
-        vm.force_stop().unwrap();
+        common::start(&vm).unwrap();
+        common::force_stop(&vm).unwrap();
         assert!(matches!(vm.exit(), Some(Exit::ForceStopped)));
-        drop(vm);
+        common::release(vm);
         console.close();
     }
     before.assert_restored();

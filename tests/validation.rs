@@ -224,7 +224,7 @@ fn stop_before_start() {
         let e = vm.request_stop().unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidState);
         assert!(e.to_string().contains("not started"), "{e}");
-        let e = vm.force_stop().unwrap_err();
+        let e = common::force_stop(&vm).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidState);
         assert_eq!(vm.state(), vmz::State::Created);
         assert!(common::children().is_empty());
@@ -246,7 +246,7 @@ fn a_kernel_qemu_cannot_boot_fails_to_start_with_qemus_message() {
             .unwrap();
         config.validate().unwrap(); // the format check passes; QEMU refuses
         let vm = Machine::new(&config).unwrap();
-        let e = vm.start().unwrap_err();
+        let e = common::start(&vm).unwrap_err();
         assert_eq!(e.code(), ErrorCode::StartFailed, "{e}");
         assert!(
             e.to_string().contains("qemu-system"),

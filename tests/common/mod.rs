@@ -3,6 +3,13 @@
 
 #![allow(dead_code)]
 
+mod bounded;
+mod qemu_args;
+#[allow(unused_imports)] // not every test binary uses every helper
+pub use bounded::*;
+#[allow(unused_imports)]
+pub use qemu_args::*;
+
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -47,10 +54,21 @@ pub fn guest() -> &'static Guest {
 }
 
 /// One VM test at a time per test binary: guests are emulated (TCG) on a
-/// small machine, and the leak checks count process-wide resources.
-pub fn serial() -> MutexGuard<'static, ()> {
+/// small machine, and the leak checks count process-wide resources. The
+/// test, once it holds the lock, is bounded by [`TEST_BOUND`] as a whole.
+pub fn serial() -> Serial {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    let lock = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    Serial {
+        _watchdog: Watchdog::arm("the whole test", TEST_BOUND),
+        _lock: lock,
+    }
+}
+
+/// Held by a VM test: the lock of [`serial`] and the test's watchdog.
+pub struct Serial {
+    _watchdog: Watchdog,
+    _lock: MutexGuard<'static, ()>,
 }
 
 /// The guest's console seen from the host: a pipe into the guest and a
@@ -128,11 +146,16 @@ impl Console {
         self.output.0.lock().unwrap().clone()
     }
 
-    /// Closes the input and waits for the output's end (all writers gone).
+    /// Closes the input and waits for the output's end (all writers gone:
+    /// the config's copy, QEMU's), bounded.
     pub fn close(mut self) -> String {
         self.input.take();
         if let Some(r) = self.reader.take() {
-            r.join().unwrap();
+            within(
+                "the console's end (every writer of the serial output closed)",
+                STOP_BOUND,
+                || r.join().unwrap(),
+            );
         }
         self.text()
     }
@@ -201,6 +224,69 @@ pub fn machine_with_events(
     (vm, rx)
 }
 
+/// A machine's events as its handler saw them, for checks around its
+/// release: made by [`machine_with_event_log`], checked by
+/// [`release_checked`].
+pub struct EventLog {
+    events: std::sync::mpsc::Receiver<vmz::Event>,
+    released: Arc<std::sync::atomic::AtomicBool>,
+    late: Arc<Mutex<Vec<String>>>,
+}
+
+/// A machine whose handler sends its events to an [`EventLog`] and notes
+/// any that arrives after the machine was released.
+pub fn machine_with_event_log(config: &vmz::Config) -> (vmz::Machine, EventLog) {
+    use std::sync::atomic::Ordering;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let late = Arc::new(Mutex::new(Vec::new()));
+    let (r, l) = (released.clone(), late.clone());
+    let vm = vmz::Machine::with_event_handler(config, move |e| {
+        if r.load(Ordering::SeqCst) {
+            l.lock().unwrap().push(format!("{e:?}"));
+        }
+        let _ = tx.send(e);
+    })
+    .expect("create");
+    (
+        vm,
+        EventLog {
+            events: rx,
+            released,
+            late,
+        },
+    )
+}
+
+/// Drops the machine (bounded) and checks the release's promises: no
+/// event reaches the handler afterwards, and the handler itself is freed
+/// (its channel disconnects: the bridge called `release_context`). Returns
+/// the events the handler saw before.
+pub fn release_checked(vm: vmz::Machine, log: EventLog) -> Vec<vmz::Event> {
+    use std::sync::atomic::Ordering;
+    use std::sync::mpsc::RecvTimeoutError;
+    release(vm);
+    log.released.store(true, Ordering::SeqCst);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match log
+            .events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(e) => seen.push(e),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "the event handler was not freed within 5 s of the release \
+                 (release_context not called?); events: {seen:?}"
+            ),
+        }
+    }
+    let late = log.late.lock().unwrap();
+    assert!(late.is_empty(), "events after the release: {late:?}");
+    seen
+}
+
 /// Boots the test guest (one VM test at a time), waits for its marker,
 /// runs `body`, then drops the machine and checks that nothing is left
 /// behind: no QEMU child, descriptor, handle or error object.
@@ -213,10 +299,10 @@ pub fn with_booted_guest(
     {
         let (mut console, input, output) = Console::new();
         let (vm, events) = machine_with_events(&guest_config(input, output));
-        vm.start().expect("start");
+        start(&vm).expect("start");
         console.expect(MARKER, BOOT_TIMEOUT);
         body(&vm, &events, &mut console);
-        drop(vm);
+        release(vm);
         console.close();
     }
     before.assert_restored();
@@ -243,11 +329,11 @@ pub fn boot_with(builder: vmz::ConfigBuilder, body: impl FnOnce(&mut Console)) {
         .unwrap();
     let vm = vmz::Machine::new(&config).unwrap();
     drop(config);
-    vm.start().unwrap();
+    start(&vm).unwrap();
     console.expect(MARKER, BOOT_TIMEOUT);
     body(&mut console);
-    vm.force_stop().unwrap();
-    drop(vm);
+    force_stop(&vm).unwrap();
+    release(vm);
     console.close();
 }
 
@@ -286,8 +372,8 @@ pub fn warm_up() {
             .build()
             .unwrap();
         let vm = vmz::Machine::new(&config).unwrap();
-        let _ = vm.start();
-        drop(vm);
+        let _ = start(&vm);
+        release(vm);
         drop(dir);
         // libdispatch opens its timer descriptor lazily, just after: wait
         // until the count has been steady for a while.
