@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --example boot                 # the project's test guest
-//! cargo run --example boot -- --kernel K --initrd I --cmdline "console=ttyS0" \
+//! cargo run --example boot -- --kernel K --initrd I --cmdline "console=hvc0" \
 //!     --cpus 2 --memory 512 --no-net --accel tcg --fast-boot
 //! ```
 //!
@@ -129,7 +129,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
                 Some(c) => c,
                 None => std::fs::read_to_string(dir.join("cmdline"))
                     .map(|s| s.trim().to_string())
-                    .unwrap_or_else(|_| "console=ttyS0".into()),
+                    .unwrap_or_else(|_| "console=hvc0".into()),
             };
             (
                 dir.join("vmlinux"),

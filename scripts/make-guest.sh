@@ -81,8 +81,8 @@ if raw[:4] != b"\x7fELF":
 open(dst, "wb").write(raw)
 PY
 
-# The initramfs: busybox, /init, and the modules for the ACPI power button,
-# virtio-net and pvpanic, listed in /lib/modules/order dependencies first.
+# The initramfs: busybox, /init, and the modules for the console, the ACPI
+# power button, virtio-net, -rng, -balloon, vsock and pvpanic,
 ird="$work/initrd"
 mkdir -p "$ird/bin" "$ird/lib/modules" "$ird/proc" "$ird/sys" "$ird/dev" "$ird/tmp"
 cp /bin/busybox "$ird/bin/busybox"
@@ -104,7 +104,11 @@ add_module() { # NAME: copy it (decompressed) after its dependencies; none if bu
     done
     echo "$m" >>"$ird/lib/modules/order"
 }
-for m in button evdev virtio_pci virtio_net pvpanic_mmio pvpanic_pci; do add_module "$m"; done
+# The console's modules load first (init opens hvc0 before the others).
+for m in virtio_pci virtio_console; do add_module "$m"; done
+cp "$ird/lib/modules/order" "$ird/lib/modules/early"
+for m in button evdev virtio_net virtio-rng virtio_balloon vmw_vsock_virtio_transport \
+    pvpanic_mmio pvpanic_pci; do add_module "$m"; done
 # udhcpc's script: apply the lease to the interface (no DNS is configured).
 cat >"$ird/bin/udhcpc-script" <<'SH'
 #!/bin/sh
@@ -119,7 +123,8 @@ SH
 chmod 755 "$ird/bin/udhcpc-script"
 (cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$work/initrd.img"
 
-echo "console=ttyS0 panic=-1" >"$work/cmdline"
+# hvc0: the default console of both engines (VMZ_CONSOLE_VIRTIO).
+echo "console=hvc0 panic=-1" >"$work/cmdline"
 # Into place: the stamp goes last, so an interrupted run is redone next time.
 rm -f "$out/stamp"
 for f in vmlinuz vmlinux initrd.img cmdline; do mv -f "$work/$f" "$out/$f"; done

@@ -44,6 +44,9 @@ pub enum ErrorCode {
     Io,
     /// A bug in the bridge.
     Internal,
+    /// A device in the configuration is invalid (a serial port's name or
+    /// socket, ...); the message names it.
+    Device,
     /// A code this version of the crate does not know.
     Unknown(i32),
 }
@@ -69,6 +72,7 @@ impl ErrorCode {
             sys::VMZ_ERROR_RUNTIME => ErrorCode::Runtime,
             sys::VMZ_ERROR_IO => ErrorCode::Io,
             sys::VMZ_ERROR_INTERNAL => ErrorCode::Internal,
+            sys::VMZ_ERROR_DEVICE => ErrorCode::Device,
             _ => ErrorCode::Unknown(code),
         }
     }

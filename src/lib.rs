@@ -14,7 +14,7 @@
 //!
 //! let config = Config::builder("guest/vmlinux")
 //!     .initrd("guest/initrd.img")
-//!     .command_line("console=ttyS0")
+//!     .command_line("console=hvc0")
 //!     .cpus(1)
 //!     .memory_mib(256)
 //!     .build()?;
@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod console;
 mod error;
 mod events;
 mod log_bridge;
@@ -49,6 +50,7 @@ mod machine;
 pub mod sys;
 
 pub use config::{Accelerator, Config, ConfigBuilder, Limits};
+pub use console::ConsoleDevice;
 pub use error::{BridgeError, Error, ErrorCode, Result};
 pub use events::{Event, Exit};
 pub use machine::{Machine, State};

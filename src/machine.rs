@@ -45,7 +45,7 @@ pub enum State {
 ///
 /// let config = Config::builder("guest/vmlinux")
 ///     .initrd("guest/initrd.img")
-///     .command_line("console=ttyS0")
+///     .command_line("console=hvc0")
 ///     .build()?;
 /// let (tx, rx) = mpsc::channel();
 /// let vm = Machine::with_event_handler(&config, move |event| {

@@ -37,6 +37,13 @@ struct ParsedConfig {
     var enableNAT: Bool
     var accelerator: Accelerator
     var fastBootOptions: Bool
+    /// The console device; nil for a caller of ABI 1 or 2 (the engine's
+    /// old default). Console.swift.
+    var console: ConsoleDevice?
+    /// A virtio entropy device (on unless VMZ_OMIT_ENTROPY).
+    var entropy: Bool
+    /// Extra named virtio-console ports. Console.swift.
+    var serialPorts: [SerialPort]
 
     /// The kernel options VMZ_BOOT_FAST_OPTIONS appends.
     static let fastOptions = "cryptomgr.notests no_timer_check"
@@ -86,6 +93,13 @@ struct ParsedConfig {
             throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "unknown boot option bits 0x\(String(c.boot_options & ~knownOptions, radix: 16))")
         }
         fastBootOptions = c.boot_options & knownOptions != 0
+        console = try ConsoleDevice.parse(c, size: size)
+        let knownOmit = UInt32(VMZ_OMIT_ENTROPY)
+        guard c.omit_devices & ~knownOmit == 0 else {
+            throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "unknown omit_devices bits 0x\(String(c.omit_devices & ~knownOmit, radix: 16))")
+        }
+        entropy = c.omit_devices & UInt32(VMZ_OMIT_ENTROPY) == 0
+        serialPorts = try SerialPort.parse(c)
 
         try ParsedConfig.checkFile(kernelPath, VMZ_ERROR_KERNEL, "kernel")
         if let initrdPath {

@@ -25,7 +25,7 @@ private enum ChildFD {
 }
 
 final class QEMUEngine: VMEngine {
-    private let config: ParsedConfig
+    let config: ParsedConfig
     private let queue: DispatchQueue
     private weak var delegate: EngineDelegate?
     private let binary: String
@@ -36,6 +36,8 @@ final class QEMUEngine: VMEngine {
     /// Duplicates of the caller's serial descriptors, owned here.
     private var inputFD: Int32 = -1
     private var outputFD: Int32 = -1
+    /// Duplicates of the serial ports' sockets, owned here (QEMUConsole.swift).
+    var portFDs: [Int32] = []
 
     // Run time, on `queue`.
     private var pid: pid_t = -1
@@ -211,6 +213,7 @@ final class QEMUEngine: VMEngine {
         do {
             outputFD = try QEMUEngine.privateCopy(
                 of: config.outputFD == VMZ_FD_DEFAULT ? STDOUT_FILENO : config.outputFD, reading: false)
+            for port in config.serialPorts { portFDs.append(try duplicate(port.fd)) }
         } catch {
             closeSerial()
             throw error
@@ -259,8 +262,10 @@ final class QEMUEngine: VMEngine {
     private func closeSerial() {
         if inputFD >= 0 { close(inputFD) }
         if outputFD >= 0 { close(outputFD) }
+        for fd in portFDs { close(fd) }
         inputFD = -1
         outputFD = -1
+        portFDs = []
     }
 
     func start(completion: @escaping (BridgeError?) -> Void) {
@@ -276,7 +281,9 @@ final class QEMUEngine: VMEngine {
         }
     }
 
-    private func arguments() -> [String] {
+    /// QEMU's arguments; `pass` hands a descriptor to the child and returns
+    /// its number there (for `fd=` options).
+    private func arguments(pass: (Int32) -> Int32) -> [String] {
         var args = [binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
         switch accelerator {
         case .hardware: args += ["-accel", "kvm", "-cpu", "host"]
@@ -294,7 +301,7 @@ final class QEMUEngine: VMEngine {
         args += ["-kernel", "/dev/fd/\(ChildFD.kernel)"]
         if config.initrdPath != nil { args += ["-initrd", "/dev/fd/\(ChildFD.initrd)"] }
         args += ["-append", config.effectiveCommandLine]
-        args += ["-chardev", "stdio,id=serial0,signal=off", "-serial", "chardev:serial0"]
+        args += consoleArguments(pass: pass)
         args += ["-chardev", "socket,id=qmp,fd=\(ChildFD.qmp),server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
         if config.enableNAT {
             // User-mode networking: outbound NAT, no host port forwards.
@@ -349,7 +356,12 @@ final class QEMUEngine: VMEngine {
         opened.append(listener)
         childFDs[Int(ChildFD.qmp)] = listener
 
-        let args = arguments()
+        var passed: [Int32] = []
+        let args = arguments { fd in
+            passed.append(fd)
+            return Int32(ChildFD.count + passed.count - 1)
+        }
+        childFDs += passed
         log(.debug, "spawning: \(args.map(quoted).joined(separator: " "))")
         var cArgs = args.map { strdup($0) }
         cArgs.append(nil)

@@ -62,6 +62,17 @@ final class VZEngine: VMEngine {
 
     static func validate(_ config: ParsedConfig) throws {
         _ = try checkKernel(config.kernelPath)
+        if config.console == .serial {
+            throw BridgeError(
+                VMZ_ERROR_DEVICE,
+                "the 8250 console (VMZ_CONSOLE_SERIAL, ttyS0) is Linux-only; Virtualization.framework's console is virtio (hvc0)"
+            )
+        }
+        if !config.serialPorts.isEmpty {
+            guard #available(macOS 13, *) else {
+                throw BridgeError(VMZ_ERROR_DEVICE, "named serial ports need macOS 13 or later")
+            }
+        }
         if config.accelerator == .software {
             throw BridgeError(
                 VMZ_ERROR_ACCELERATOR,
@@ -134,6 +145,12 @@ final class VZEngine: VMEngine {
             closeOnDealloc: true
         )
 
+        // The named ports' sockets, duplicated (each handle serves both
+        // directions of its socket).
+        let ports = try config.serialPorts.map { port -> (String, FileHandle) in
+            (port.name, FileHandle(fileDescriptor: try duplicate(port.fd), closeOnDealloc: true))
+        }
+
         let observer = self.observer
         vm = try queue.sync { () throws -> VZVirtualMachine in
             let configuration = VZVirtualMachineConfiguration()
@@ -156,7 +173,12 @@ final class VZEngine: VMEngine {
                 network.attachment = VZNATNetworkDeviceAttachment()
                 configuration.networkDevices = [network]
             }
-            configuration.entropyDevices = [VZVirtioEntropyDeviceConfiguration()]
+            if config.entropy {
+                configuration.entropyDevices = [VZVirtioEntropyDeviceConfiguration()]
+            }
+            if !ports.isEmpty, #available(macOS 13, *) {
+                configuration.consoleDevices = [VZEngine.consoleDevice(ports: ports)]
+            }
 
             do {
                 try configuration.validate()
@@ -168,6 +190,22 @@ final class VZEngine: VMEngine {
             return vm
         }
         observer.engine = self
+    }
+
+    /// The named ports, on a virtio-console device of their own (the
+    /// console, hvc0, is the serial port configuration above).
+    @available(macOS 13, *)
+    private static func consoleDevice(ports: [(String, FileHandle)]) -> VZVirtioConsoleDeviceConfiguration {
+        let device = VZVirtioConsoleDeviceConfiguration()
+        for (i, (name, handle)) in ports.enumerated() {
+            let port = VZVirtioConsolePortConfiguration()
+            port.name = name
+            port.isConsole = false
+            port.attachment = VZFileHandleSerialPortAttachment(
+                fileHandleForReading: handle, fileHandleForWriting: handle)
+            device.ports[i] = port
+        }
+        return device
     }
 
     deinit {

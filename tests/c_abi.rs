@@ -46,6 +46,8 @@ fn config(s: &Strings) -> VMZConfig {
         enable_nat: false,
         accelerator: sys::VMZ_ACCEL_AUTO,
         boot_options: 0,
+        // ABI 3's fields: hvc0, every default device, no serial ports.
+        ..Default::default()
     }
 }
 
@@ -116,9 +118,37 @@ fn an_abi_1_caller_is_still_served() {
     assert!(ok, "{:?}", (!ok).then(|| take(err)));
     refused(
         "ABI 2 struct with garbage options",
-        &sized(std::mem::size_of::<VMZConfig>() as u32),
+        &sized(sys::VMZ_CONFIG_SIZE_V2),
         ErrorCode::InvalidArgument,
         "unknown boot option bits",
+    );
+}
+
+/// A caller built against ABI 2 passes VMZ_CONFIG_SIZE_V2 bytes: the ABI 3
+/// fields (console, devices, serial ports) are never read; with the full
+/// size the same garbage is refused.
+#[test]
+fn an_abi_2_caller_is_still_served() {
+    let _s = common::serial();
+    let s = guest_strings();
+    let sized = |size: u32| {
+        with(&s, |c| {
+            c.struct_size = size;
+            c.console = 0xdead_beef;
+            c.serial_ports = std::ptr::dangling(); // never read
+            c.serial_port_count = 3;
+        })
+    };
+    let mut err: VMZErrorRef = null_mut();
+    // SAFETY: valid config and out-parameter; the bad pointer lies beyond
+    // the struct_size the bridge may read.
+    let ok = unsafe { sys::vmz_validate_config(&sized(sys::VMZ_CONFIG_SIZE_V2), &mut err) };
+    assert!(ok, "{:?}", (!ok).then(|| take(err)));
+    refused(
+        "ABI 3 struct with a garbage console",
+        &with(&s, |c| c.console = 7),
+        ErrorCode::Device,
+        "unknown console device value 7",
     );
 }
 

@@ -194,6 +194,7 @@ fn invalid_serial_descriptor_through_the_c_abi() {
             enable_nat: false,
             accelerator: vmz::sys::VMZ_ACCEL_AUTO,
             boot_options: 0,
+            ..Default::default()
         };
         let mut err: vmz::sys::VMZErrorRef = std::ptr::null_mut();
         // SAFETY: valid config and out-parameter for the call.

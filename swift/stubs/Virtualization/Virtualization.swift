@@ -48,6 +48,8 @@ open class VZVirtualMachineConfiguration: NSObject {
     open var serialPorts: [VZSerialPortConfiguration] { get { fatalError() } set { fatalError() } }
     open var networkDevices: [VZNetworkDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     open var entropyDevices: [VZEntropyDeviceConfiguration] { get { fatalError() } set { fatalError() } }
+    @available(macOS 13.0, *)
+    open var consoleDevices: [VZConsoleDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     @available(macOS 12.0, *)
     open var platform: VZPlatformConfiguration { get { fatalError() } set { fatalError() } }
 
@@ -107,6 +109,39 @@ open class VZSerialPortAttachment: NSObject {
 @available(macOS 11.0, *)
 open class VZFileHandleSerialPortAttachment: VZSerialPortAttachment {
     public init(fileHandleForReading: FileHandle?, fileHandleForWriting: FileHandle?) { fatalError() }
+}
+
+// MARK: - Console devices (virtualization-devices.md, section 3)
+
+@available(macOS 13.0, *)
+open class VZConsoleDeviceConfiguration: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 13.0, *)
+open class VZVirtioConsoleDeviceConfiguration: VZConsoleDeviceConfiguration {
+    public init() { fatalError() }
+    open var ports: VZVirtioConsolePortConfigurationArray { fatalError() }
+}
+
+@available(macOS 13.0, *)
+open class VZVirtioConsolePortConfigurationArray: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+    open var maximumPortCount: UInt32 { get { fatalError() } set { fatalError() } }
+    open subscript(portIndex: Int) -> VZVirtioConsolePortConfiguration? { get { fatalError() } set { fatalError() } }
+}
+
+@available(macOS 13.0, *)
+open class VZConsolePortConfiguration: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+    open var attachment: VZSerialPortAttachment? { get { fatalError() } set { fatalError() } }
+}
+
+@available(macOS 13.0, *)
+open class VZVirtioConsolePortConfiguration: VZConsolePortConfiguration {
+    public init() { fatalError() }
+    open var name: String? { get { fatalError() } set { fatalError() } }
+    open var isConsole: Bool { get { fatalError() } set { fatalError() } }
 }
 
 // MARK: - Network
