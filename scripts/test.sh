@@ -38,4 +38,6 @@ scripts/make-guest.sh
 echo "== cargo test"
 cargo test --all-targets
 cargo test --doc
+echo "== vmz as a dependency (tests/dependents)"
+scripts/dependents.sh
 echo "== test.sh: all passed in $((SECONDS - started)) s"
