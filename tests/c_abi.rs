@@ -270,7 +270,7 @@ fn descriptors_out_of_range() {
 fn cpu_and_memory_at_and_beyond_every_bound() {
     let _s = common::serial();
     let s = guest_strings();
-    let l = vmz::Limits::query().unwrap();
+    let l = common::documented_limits();
     let valid = |c: &VMZConfig| {
         let mut err: VMZErrorRef = null_mut();
         // SAFETY: valid config and out-parameter.

@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use common::Resources;
+use common::{documented_limits, Resources};
 use vmz::{Config, ErrorCode, Limits, Machine};
 
 fn guest_builder() -> vmz::ConfigBuilder {
@@ -82,10 +82,64 @@ fn zero_cpus() {
     assert_rejected(c, ErrorCode::CpuCount, "CPU count 0");
 }
 
+/// `Limits::query()` (the code under test) says what the README documents;
+/// the bounds tests use the documented values, not the queried ones.
+#[test]
+fn the_limits_are_the_documented_ones() {
+    let l = Limits::query().unwrap();
+    let d = documented_limits();
+    assert_eq!(
+        (
+            l.min_cpus,
+            l.max_cpus,
+            l.min_memory,
+            l.max_memory,
+            l.max_command_line
+        ),
+        (
+            d.min_cpus,
+            d.max_cpus,
+            d.min_memory,
+            d.max_memory,
+            d.max_command_line
+        )
+    );
+}
+
+#[test]
+fn a_2047_byte_command_line_fits_and_2048_bytes_do_not() {
+    let _s = common::serial();
+    guest_builder()
+        .command_line("x".repeat(2047))
+        .build()
+        .unwrap()
+        .validate()
+        .expect("2047 bytes (2048 with the NUL) fit");
+    let c = guest_builder()
+        .command_line("x".repeat(2048))
+        .build()
+        .unwrap();
+    assert_rejected(c, ErrorCode::CommandLine, "the limit is");
+}
+
+/// `memory_mib` saturates: a MiB count whose byte count overflows u64 must
+/// not wrap around into a small, valid size.
+#[test]
+fn memory_mib_saturates_instead_of_wrapping() {
+    let _s = common::serial();
+    // (2^44 + 256) MiB = 2^64 + 256 MiB: wrapped, that is 256 MiB.
+    let c = guest_builder()
+        .memory_mib((1u64 << 44) + 256)
+        .build()
+        .unwrap();
+    assert_eq!(c.memory_bytes(), u64::MAX);
+    assert_rejected(c, ErrorCode::MemorySize, "");
+}
+
 #[test]
 fn more_cpus_than_allowed() {
     let _s = common::serial();
-    let max = Limits::query().unwrap().max_cpus;
+    let max = documented_limits().max_cpus;
     let c = guest_builder().cpus(max + 1).build().unwrap();
     assert_rejected(c, ErrorCode::CpuCount, "outside the allowed range");
     let c = guest_builder().cpus(u32::MAX).build().unwrap();
@@ -95,7 +149,7 @@ fn more_cpus_than_allowed() {
 #[test]
 fn memory_below_the_minimum() {
     let _s = common::serial();
-    let min = Limits::query().unwrap().min_memory;
+    let min = documented_limits().min_memory;
     let c = guest_builder()
         .memory_bytes(min - (1 << 20))
         .build()
@@ -108,7 +162,7 @@ fn memory_below_the_minimum() {
 #[test]
 fn memory_above_the_maximum() {
     let _s = common::serial();
-    let max = Limits::query().unwrap().max_memory;
+    let max = documented_limits().max_memory;
     let c = guest_builder()
         .memory_bytes(max + (1 << 20))
         .build()
@@ -129,7 +183,7 @@ fn memory_not_a_whole_mib() {
 #[test]
 fn a_command_line_that_is_too_long() {
     let _s = common::serial();
-    let max = Limits::query().unwrap().max_command_line as usize;
+    let max = documented_limits().max_command_line as usize;
     let c = guest_builder()
         .command_line("x".repeat(max + 1))
         .build()

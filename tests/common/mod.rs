@@ -435,6 +435,39 @@ pub fn guest_config(input: OwnedFd, output: OwnedFd) -> vmz::Config {
         .unwrap()
 }
 
+/// The engine's limits as documented (README), from first principles
+/// rather than from `Limits::query()`, the code under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentedLimits {
+    pub min_cpus: u32,
+    pub max_cpus: u32,
+    pub min_memory: u64,
+    pub max_memory: u64,
+    pub max_command_line: u64,
+}
+
+/// Linux's COMMAND_LINE_SIZE is 2048 bytes with the NUL, so 2047; one CPU
+/// up to the host's online CPUs (at most 255); 64 MiB (the bridge's floor)
+/// up to the host's physical memory, in whole MiB.
+pub fn documented_limits() -> DocumentedLimits {
+    // SAFETY: sysconf has no preconditions.
+    let (cpus, pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_NPROCESSORS_ONLN),
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let mib = 1u64 << 20;
+    DocumentedLimits {
+        min_cpus: 1,
+        max_cpus: (cpus as u32).min(255),
+        min_memory: 64 * mib,
+        max_memory: pages as u64 * page as u64 / mib * mib,
+        max_command_line: 2047,
+    }
+}
+
 /// The marker the test guest prints once its init runs.
 pub const MARKER: &str = "VMZ-GUEST-READY";
 
