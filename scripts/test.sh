@@ -24,6 +24,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+echo "== raw bindings up to date (scripts/bindings.sh --check)"
+scripts/bindings.sh --check
+echo "== docs as docs.rs builds them: no swiftc, no libclang (scripts/docs.sh)"
+scripts/docs.sh
 echo "== macOS engine type-check (against swift/stubs/Virtualization)"
 # Run through its run bit, so that losing the bit fails here, loudly.
 if [ ! -x scripts/typecheck-macos.sh ]; then
