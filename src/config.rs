@@ -45,8 +45,8 @@ impl Accelerator {
 /// the `Config` may be dropped right after.
 ///
 /// ```no_run
-/// let config = vmz::Config::builder("guest/vmlinux")
-///     .initrd("guest/initrd.img")
+/// let config = vmz::Config::builder("target/vmz-guest/vmlinux")
+///     .initrd("target/vmz-guest/initrd.img")
 ///     .command_line("console=hvc0")
 ///     .cpus(2)
 ///     .memory_mib(512)
@@ -350,7 +350,7 @@ impl ConfigBuilder {
     /// ```no_run
     /// use std::os::unix::net::UnixStream;
     /// let (host_end, vm_end) = UnixStream::pair().expect("socketpair");
-    /// let config = vmz::Config::builder("guest/vmlinux")
+    /// let config = vmz::Config::builder("target/vmz-guest/vmlinux")
     ///     .serial_port("org.example.agent", vm_end)
     ///     .build()?;
     /// // host_end now reads what the guest writes to the port.

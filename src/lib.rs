@@ -12,8 +12,8 @@
 //! ```no_run
 //! use vmz::{Config, Exit, Machine};
 //!
-//! let config = Config::builder("guest/vmlinux")
-//!     .initrd("guest/initrd.img")
+//! let config = Config::builder("target/vmz-guest/vmlinux")
+//!     .initrd("target/vmz-guest/initrd.img")
 //!     .command_line("console=hvc0")
 //!     .cpus(1)
 //!     .memory_mib(256)

@@ -43,8 +43,8 @@ pub enum State {
 /// use vmz::{Config, Event, Machine};
 /// use std::sync::mpsc;
 ///
-/// let config = Config::builder("guest/vmlinux")
-///     .initrd("guest/initrd.img")
+/// let config = Config::builder("target/vmz-guest/vmlinux")
+///     .initrd("target/vmz-guest/initrd.img")
 ///     .command_line("console=hvc0")
 ///     .build()?;
 /// let (tx, rx) = mpsc::channel();
