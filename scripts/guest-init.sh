@@ -4,7 +4,8 @@
 # ttyS0), prints VMZ-GUEST-USERSPACE there (the benchmarks' "boot to
 # userspace"), loads the other modules, sets up the power button,
 # prints the marker VMZ-GUEST-READY, answers lines read from the serial
-# console, and powers off on request or on the ACPI power button.
+# console, and powers off on request or on the power button (ACPI on
+# x86_64, the device tree's GPIO power key on arm64).
 # Commands (one per line):
 #   poweroff            power off now
 #   panic               crash the kernel (sysrq c)
@@ -67,7 +68,7 @@ chmod +x /etc/acpi/PWRF/00000080
 # most ~5 s each) for the button's event device, then for acpid to open it.
 button_node() {
     for e in /sys/class/input/event*; do
-        [ "$(cat "$e/device/name" 2>/dev/null)" = "Power Button" ] || continue
+        case "$(cat "$e/device/name" 2>/dev/null)" in "Power Button" | gpio-keys) ;; *) continue ;; esac
         button=/dev/input/${e##*/}
         [ -e "$button" ] && return 0
     done
@@ -79,11 +80,47 @@ acpid_has_button() {
     done
     return 1
 }
+# arm64 (QEMU's virt machine): the power key is a GPIO line, described in
+# the device tree's gpio-keys node. Kernels with the gpio-keys driver turn
+# it into an input device; Debian's cloud kernel has no such driver, so the
+# line is watched here, with the same handler.
+watch_power_gpio() {
+    pin=$(od -An -tu1 -j7 -N1 /proc/device-tree/gpio-keys/poweroff/gpios) # <&chip PIN flags>
+    for c in /sys/class/gpio/gpiochip*; do
+        case "$(cat "$c/label")" in *.pl061) gpio=$(($(cat "$c/base") + pin)) ;; esac
+    done
+    echo "$gpio" >/sys/class/gpio/export
+    while :; do
+        read -r v <"/sys/class/gpio/gpio$gpio/value"
+        if [ "$v" = 1 ]; then
+            /etc/acpi/PWRF/00000080
+            while read -r v <"/sys/class/gpio/gpio$gpio/value" && [ "$v" = 1 ]; do sleep 0.05; done
+        fi
+        sleep 0.05
+    done
+}
 button=none
-wait_for button_node
-acpid -f >/dev/null 2>&1 </dev/null &
-acpid_pid=$!
-wait_for acpid_has_button
+if [ -d /proc/device-tree/gpio-keys/poweroff ] && [ ! -d /sys/bus/platform/drivers/gpio-keys ]; then
+    watch_power_gpio </dev/null >/dev/null 2>&1 &
+else
+    wait_for button_node
+    acpid -f >/dev/null 2>&1 </dev/null &
+    acpid_pid=$!
+    wait_for acpid_has_button
+fi
+
+# A kernel without a pvpanic driver (Debian's arm64 kernels have none) tells
+# the host of its panic here, the way the driver's panic notifier would: it
+# writes PVPANIC_PANICKED to QEMU's pvpanic-pci device (1b36:0011), then
+# crashes.
+pvpanic_by_hand() {
+    [ -d /sys/module/pvpanic ] && return
+    for d in /sys/bus/pci/devices/*; do
+        [ "$(cat "$d/vendor"):$(cat "$d/device")" = 0x1b36:0x0011 ] || continue
+        echo 1 >"$d/enable"
+        devmem "$(head -n1 "$d/resource" | cut -d' ' -f1)" 8 1
+    done
+}
 
 # From here on the console carries the host's protocol: keep routine kernel
 # messages off it (a panic's are still printed).
@@ -97,6 +134,7 @@ while IFS= read -r line; do
         echo "vmz-guest: powering off"
         poweroff -f ;;
     panic)
+        pvpanic_by_hand
         echo c >/proc/sysrq-trigger ;;
     cmdline)
         echo "vmz-guest: cmdline [$(cat /proc/cmdline)]" ;;

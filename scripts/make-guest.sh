@@ -5,17 +5,39 @@
 #   OUT/vmlinux     the same kernel uncompressed (ELF with a PVH entry: boots fastest)
 #   OUT/initrd.img  busybox initramfs (uncompressed newc) running scripts/guest-init.sh
 #   OUT/cmdline     the kernel command line for it
-# Usage: scripts/make-guest.sh [--standard] [OUT]
+# With --arch arm64, the arm64 guest (booted by qemu-system-aarch64):
+#   OUT/Image       Debian's linux-image-cloud-arm64 kernel (an uncompressed Image)
+#   OUT/Image.gz    the same, gzip-compressed (as most distributions ship it)
+#   OUT/initrd.img  the same initramfs with busybox-static:arm64
+#   OUT/cmdline     its command line (the same)
+# Usage: scripts/make-guest.sh [--standard | --arch x86_64|arm64] [OUT]
 #   default OUT: $VMZ_GUEST_DIR or target/vmz-guest; with --standard
-#   target/vmz-guest-standard (the benchmarks' second guest: an xz bzImage).
-# Cached: nothing is done while the scripts, /bin/busybox and the kernel .deb in
+#   target/vmz-guest-standard (the benchmarks' second guest: an xz bzImage);
+#   with --arch arm64: $VMZ_GUEST_DIR_ARM64 or target/vmz-guest-arm64.
+# Cached: nothing is done while the scripts, busybox and the kernel .deb in
 # OUT/cache are unchanged (no apt call either); `rm -r OUT/cache` picks up a
 # newer kernel. Needs: apt-get (download only: nothing is installed),
-# dpkg-deb, busybox-static, cpio, python3, lz4/xz/zstd as the kernel needs.
+# dpkg-deb, busybox-static, cpio, python3, gzip, lz4/xz/zstd as the kernel
+# needs. The arm64 packages come through apt-get with a private state in
+# OUT/cache/apt (arm64 package lists of the system's sources): the system's
+# apt configuration, architectures and lists stay as they are.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+arch=x86_64
 meta=linux-image-cloud-amd64
-if [ "${1:-}" = --standard ]; then
+if [ "${1:-}" = --arch ]; then
+    case "${2:-}" in
+    arm64 | aarch64) arch=arm64 meta=linux-image-cloud-arm64 ;;
+    x86_64 | amd64) ;;
+    *) echo "make-guest: --arch takes x86_64 or arm64, not '${2:-}'" >&2; exit 2 ;;
+    esac
+    shift 2
+fi
+products="vmlinuz vmlinux initrd.img cmdline"
+if [ $arch = arm64 ]; then
+    out=${1:-${VMZ_GUEST_DIR_ARM64:-$root/target/vmz-guest-arm64}}
+    products="Image Image.gz initrd.img cmdline"
+elif [ "${1:-}" = --standard ]; then
     meta=linux-image-amd64
     shift
     out=${1:-$root/target/vmz-guest-standard}
@@ -25,12 +47,24 @@ fi
 mkdir -p "$out/cache"
 out=$(cd "$out" && pwd)
 
-# The stamp: the cached kernel .deb's name and a hash of everything else used.
-inputs=$(cat "$root/scripts/make-guest.sh" "$root/scripts/guest-init.sh" /bin/busybox | sha256sum | cut -c1-16)
-newest_deb() { find "$out/cache" -maxdepth 1 -name 'linux-image-*.deb' | sort -V | tail -n1; }
-deb=$(newest_deb)
-if [ -n "$deb" ] && [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "${deb##*/} $inputs" ] &&
-    [ -f "$out/vmlinux" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ] && [ -f "$out/cmdline" ]; then
+# apt for the guest's packages: the system's own for x86_64; for arm64 the
+# same sources with a private state (lists, cache, an empty dpkg status).
+# (As root, apt's _apt sandbox user cannot write into the private $work.)
+apt_opts=(-o APT::Sandbox::User=root)
+if [ $arch = arm64 ]; then
+    a="$out/cache/apt"
+    apt_opts+=(-o APT::Architecture=arm64 -o APT::Architectures::=arm64
+        -o Dir::State::Lists="$a/lists" -o Dir::Cache="$a" -o Dir::State::status="$a/status")
+fi
+newest_deb() { find "$out/cache" -maxdepth 1 -name "$1_*.deb" | sort -V | tail -n1; }
+
+# The stamp: the cached .debs' names and a hash of everything else used.
+busybox_src=/bin/busybox # arm64: the busybox-static:arm64 .deb
+[ $arch = x86_64 ] || busybox_src=$(newest_deb busybox-static)
+deb=$(newest_deb 'linux-image-[0-9]*')
+stamp() { echo "${deb##*/} $(cat "$root/scripts/make-guest.sh" "$root/scripts/guest-init.sh" "$busybox_src" | sha256sum | cut -c1-16)"; }
+fresh() { for f in $products; do [ -f "$out/$f" ] || return 1; done; }
+if [ -n "$deb" ] && [ -n "$busybox_src" ] && [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$(stamp)" ] && fresh; then
     exit 0
 fi
 
@@ -38,21 +72,49 @@ work=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' INT TERM HUP
 
+update() {
+    if [ $arch = arm64 ]; then
+        mkdir -p "$a/lists/partial" "$a/archives/partial"
+        [ -f "$a/status" ] || : >"$a/status"
+    fi
+    apt-get "${apt_opts[@]}" update -qq >&2 || true
+}
+download() { # PACKAGE into OUT/cache (apt-get update once if apt's lists lack it)
+    get() { (cd "$work" && apt-get "${apt_opts[@]}" download -q "$1" >&2); }
+    get "$1" || { update && get "$1"; }
+    mv "$work/$1_"*.deb "$out/cache/"
+}
 # The kernel: $meta is a metapackage; download its linux-image-<abi>-...
-# dependency (apt-get update once if apt's lists lack it).
+# dependency.
 if [ -z "$deb" ]; then
-    resolve() { apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+    resolve() { apt-cache "${apt_opts[@]}" depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}' || true; }
     pkg=$(resolve)
-    [ -n "$pkg" ] || { apt-get update -qq >&2 || true; pkg=$(resolve); }
+    [ -n "$pkg" ] || { update; pkg=$(resolve); }
     [ -n "$pkg" ] || { echo "make-guest: cannot resolve $meta" >&2; exit 1; }
-    # (as root, apt's _apt sandbox user cannot write into the private $work)
-    get() { (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2); }
-    get || { apt-get update -qq >&2 && get; }
-    mv "$work/${pkg}_"*.deb "$out/cache/"
-    deb=$(newest_deb)
+    download "$pkg"
+    deb=$(newest_deb 'linux-image-[0-9]*')
 fi
-echo "make-guest: building the test guest from ${deb##*/} in $out" >&2
+busybox=/bin/busybox
+if [ $arch = arm64 ]; then
+    if [ -z "$busybox_src" ]; then
+        download busybox-static
+        busybox_src=$(newest_deb busybox-static)
+    fi
+    dpkg-deb -x "$busybox_src" "$work/busybox"
+    busybox="$work/busybox/bin/busybox"
+fi
+[ $arch = x86_64 ] || rm -rf "$out/cache/apt" # 50 MB of lists, needed again only without the .debs
+echo "make-guest: building the $arch test guest from ${deb##*/} in $out" >&2
 dpkg-deb -x "$deb" "$work/pkg"
+
+if [ $arch = arm64 ]; then
+    # Debian's arm64 vmlinuz is the uncompressed Image ("ARM\x64" at 0x38);
+    # Image.gz is how most other distributions ship it.
+    cp "$work"/pkg/boot/vmlinuz-* "$work/Image"
+    [ "$(od -An -c -j56 -N4 "$work/Image" | tr -d ' ')" = 'ARMd' ] ||
+        { echo "make-guest: ${deb##*/} holds no arm64 Image" >&2; exit 1; }
+    gzip -9nc "$work/Image" >"$work/Image.gz"
+else
 cp "$work"/pkg/boot/vmlinuz-* "$work/vmlinuz"
 
 # vmlinux: the bzImage's payload decompressed on the host (the guest would
@@ -80,12 +142,13 @@ if raw[:4] != b"\x7fELF":
     sys.exit("make-guest: the decompressed kernel is not an ELF file")
 open(dst, "wb").write(raw)
 PY
+fi
 
 # The initramfs: busybox, /init, and the modules for the console, the ACPI
 # power button, virtio-net, -rng, -balloon, vsock and pvpanic,
 ird="$work/initrd"
 mkdir -p "$ird/bin" "$ird/lib/modules" "$ird/proc" "$ird/sys" "$ird/dev" "$ird/tmp"
-cp /bin/busybox "$ird/bin/busybox"
+cp "$busybox" "$ird/bin/busybox"
 ln -s busybox "$ird/bin/sh"
 cp "$root/scripts/guest-init.sh" "$ird/init"
 chmod 755 "$ird/init"
@@ -127,7 +190,7 @@ chmod 755 "$ird/bin/udhcpc-script"
 echo "console=hvc0 panic=-1" >"$work/cmdline"
 # Into place: the stamp goes last, so an interrupted run is redone next time.
 rm -f "$out/stamp"
-for f in vmlinuz vmlinux initrd.img cmdline; do mv -f "$work/$f" "$out/$f"; done
-echo "${deb##*/} $inputs" >"$out/stamp"
+for f in $products; do mv -f "$work/$f" "$out/$f"; done
+stamp >"$out/stamp"
 echo "make-guest: modules: $(tr '\n' ' ' <"$ird/lib/modules/order")" >&2
-for f in vmlinux vmlinuz initrd.img cmdline; do echo "$out/$f"; done
+for f in $products; do echo "$out/$f"; done

@@ -6,6 +6,9 @@
 #   libclang      for bindgen
 #   qemu-system   the Linux engine (bookworm's QEMU 7.2: 7-9% faster under TCG
 #                 than backports' 10.0, measured)
+#   qemu-system-arm  qemu-system-aarch64 for arm64 guests (bookworm's 7.2 too;
+#                 the arm64 kernel and busybox are downloaded, not installed,
+#                 by scripts/make-guest.sh --arch arm64)
 #   busybox       `busybox-static`, for the test guest's initramfs
 #   cpio, lz4, zstd  to pack the initramfs and unpack the kernel
 set -euo pipefail
@@ -20,6 +23,7 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v swiftc >/dev/null 2>&1 || need+=(swift)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu)
+command -v qemu-system-aarch64 >/dev/null 2>&1 || need+=(qemu-arm)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox)
 # bindgen loads libclang.so (not libclang-cpp, which the toolchain may bring).
 compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || need+=(clang)
@@ -57,6 +61,7 @@ pkgs=()
 for n in "${need[@]}"; do
     case "$n" in
         qemu) pkgs+=(qemu-system-x86) ;;
+        qemu-arm) pkgs+=(qemu-system-arm) ;;
         busybox) pkgs+=(busybox-static) ;;
         clang) pkgs+=(libclang-dev) ;;
         cpio) pkgs+=(cpio) ;;
@@ -73,3 +78,4 @@ fi
 
 swiftc --version
 qemu-system-x86_64 --version | head -n1
+qemu-system-aarch64 --version | head -n1
