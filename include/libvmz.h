@@ -117,6 +117,22 @@ typedef enum VMZState {
     VMZ_STATE_ERROR = 5,
 } VMZState;
 
+/** VMZConfig.guest_architecture (ABI 3): the guest's CPU architecture.
+ *  Virtualization.framework boots only the host's (another one is refused
+ *  with VMZ_ERROR_ENGINE_UNAVAILABLE); the QEMU engine boots both, with
+ *  qemu-system-x86_64 or qemu-system-aarch64, by software emulation (TCG)
+ *  when the guest's architecture is not the host's. */
+typedef enum VMZGuestArchitecture {
+    /** The host's architecture (the default). */
+    VMZ_GUEST_ARCH_HOST = 0,
+    /** x86_64: a bzImage or an ELF vmlinux (PVH), console hvc0 or ttyS0. */
+    VMZ_GUEST_ARCH_X86_64 = 1,
+    /** arm64 (aarch64): an Image, or a gzip-compressed one (decompressed on
+     *  the host into the kernel cache); QEMU's `virt` machine, console hvc0
+     *  or, with VMZ_CONSOLE_SERIAL, the PL011 UART `ttyAMA0`. */
+    VMZ_GUEST_ARCH_ARM64 = 2,
+} VMZGuestArchitecture;
+
 /** VMZConfig.boot_options (ABI 2): append kernel options that shorten a
  *  boot, mostly under emulation, to the command line: `cryptomgr.notests`
  *  (skip the crypto self-tests) and `no_timer_check` (skip the timer IRQ
@@ -174,7 +190,7 @@ typedef struct VMZConfig {
     /** sizeof(VMZConfig) as the caller knows it. Required. */
     uint32_t struct_size;
     /** Path of the kernel (x86_64: bzImage or an uncompressed vmlinux with a
-     *  PVH note; arm64: an uncompressed Image). Required. */
+     *  PVH note; arm64: an Image, uncompressed or gzip-compressed). Required. */
     const char *kernel_path;
     /** Path of the initial ramdisk, or NULL for none. */
     const char *initrd_path;
@@ -212,6 +228,8 @@ typedef struct VMZConfig {
     uint32_t console;
     /** ABI 3: VMZ_OMIT_* flags: default devices to leave out. */
     uint32_t omit_devices;
+    /** ABI 3: a VMZGuestArchitecture; 0 (older callers too): the host's. */
+    uint32_t guest_architecture;
 } VMZConfig;
 
 /** sizeof(VMZConfig) in ABI 1, the smallest struct_size accepted. */

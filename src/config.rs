@@ -5,6 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::architecture::GuestArchitecture;
 use crate::console::{ConsoleDevice, RawPorts, SerialPort};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -69,12 +70,14 @@ pub struct Config {
     console: ConsoleDevice,
     entropy: bool,
     serial_ports: Vec<SerialPort>,
+    guest_architecture: GuestArchitecture,
 }
 
 /// Builds a [`Config`]. Defaults: no initrd, empty command line, 1 CPU,
 /// 512 MiB, NAT on, [`Accelerator::Auto`], no serial input, serial output
 /// to the process's standard output, no fast boot options, the console on
-/// [`ConsoleDevice::Virtio`] (`hvc0`), an entropy device, no serial ports.
+/// [`ConsoleDevice::Virtio`] (`hvc0`), an entropy device, no serial ports,
+/// a guest of the host's architecture.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ConfigBuilder {
@@ -84,7 +87,9 @@ pub struct ConfigBuilder {
 impl Config {
     /// Starts a configuration that boots `kernel` (x86_64: a bzImage or an
     /// uncompressed `vmlinux` with a PVH note, which boots fastest; arm64: an
-    /// uncompressed `Image`).
+    /// `Image`, uncompressed or gzip-compressed). The kernel's architecture
+    /// is the host's unless [`ConfigBuilder::guest_architecture`] says
+    /// otherwise.
     pub fn builder(kernel: impl Into<PathBuf>) -> ConfigBuilder {
         ConfigBuilder {
             config: Config {
@@ -101,6 +106,7 @@ impl Config {
                 console: ConsoleDevice::Virtio,
                 entropy: true,
                 serial_ports: Vec::new(),
+                guest_architecture: GuestArchitecture::Host,
             },
         }
     }
@@ -181,6 +187,12 @@ impl Config {
         self.entropy
     }
 
+    /// The guest's architecture as configured
+    /// ([`GuestArchitecture::Host`] unless set).
+    pub fn guest_architecture(&self) -> GuestArchitecture {
+        self.guest_architecture
+    }
+
     /// The names of the extra serial ports, in order.
     pub fn serial_port_names(&self) -> impl Iterator<Item = &str> {
         self.serial_ports.iter().map(|p| p.name.as_str())
@@ -231,6 +243,7 @@ impl Config {
                 ports.ports.as_ptr()
             },
             serial_port_count: ports.ports.len() as u32,
+            guest_architecture: self.guest_architecture.to_raw(),
         };
         Ok(f(&raw))
     }
@@ -365,6 +378,14 @@ impl ConfigBuilder {
         self
     }
 
+    /// The guest's architecture (default [`GuestArchitecture::Host`]): the
+    /// kernel's. Another than the host's runs under QEMU's emulation on
+    /// Linux and is refused on macOS. See [`GuestArchitecture`].
+    pub fn guest_architecture(mut self, architecture: GuestArchitecture) -> Self {
+        self.config.guest_architecture = architecture;
+        self
+    }
+
     /// Finishes the configuration. Only checks what C cannot carry (NUL
     /// bytes, non-UTF-8 paths); [`Config::validate`] and
     /// [`Machine::new`](crate::Machine::new) check the rest.
@@ -438,6 +459,7 @@ mod tests {
         assert_eq!(c.console(), ConsoleDevice::Virtio);
         assert!(c.entropy());
         assert_eq!(c.serial_port_names().count(), 0);
+        assert_eq!(c.guest_architecture(), GuestArchitecture::Host);
     }
 
     #[test]

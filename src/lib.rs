@@ -41,6 +41,7 @@
 
 #![warn(missing_docs)]
 
+mod architecture;
 mod config;
 mod console;
 mod error;
@@ -49,6 +50,7 @@ mod log_bridge;
 mod machine;
 pub mod sys;
 
+pub use architecture::GuestArchitecture;
 pub use config::{Accelerator, Config, ConfigBuilder, Limits};
 pub use console::ConsoleDevice;
 pub use error::{BridgeError, Error, ErrorCode, Result};

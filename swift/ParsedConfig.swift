@@ -44,6 +44,8 @@ struct ParsedConfig {
     var entropy: Bool
     /// Extra named virtio-console ports. Console.swift.
     var serialPorts: [SerialPort]
+    /// The guest's architecture (the host's unless asked). GuestArchitecture.swift.
+    var guestArchitecture: GuestArchitecture
 
     /// The kernel options VMZ_BOOT_FAST_OPTIONS appends.
     static let fastOptions = "cryptomgr.notests no_timer_check"
@@ -100,6 +102,7 @@ struct ParsedConfig {
         }
         entropy = c.omit_devices & UInt32(VMZ_OMIT_ENTROPY) == 0
         serialPorts = try SerialPort.parse(c)
+        guestArchitecture = try GuestArchitecture(raw: c.guest_architecture)
 
         try ParsedConfig.checkFile(kernelPath, VMZ_ERROR_KERNEL, "kernel")
         if let initrdPath {

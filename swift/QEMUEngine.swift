@@ -29,9 +29,8 @@ final class QEMUEngine: VMEngine {
     private let queue: DispatchQueue
     private weak var delegate: EngineDelegate?
     private let binary: String
-    /// qboot's path, or nil for QEMU's default firmware (SeaBIOS).
-    private let firmware: String?
-    private let accelerator: Accelerator
+    /// Accelerator, machine, CPU, firmware (QEMUMachineType.swift).
+    private let machine: QEMUMachineType
 
     /// Duplicates of the caller's serial descriptors, owned here.
     private var inputFD: Int32 = -1
@@ -74,28 +73,14 @@ final class QEMUEngine: VMEngine {
     }
 
     static func validate(_ config: ParsedConfig) throws {
-        try checkKernelFormat(config.kernelPath)
-        _ = try resolveAccelerator(config.accelerator)
-    }
-
-    /// x86_64 takes a bzImage ("HdrS" at 0x202) or an ELF vmlinux (PVH).
-    private static func checkKernelFormat(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) cannot be read") }
-        defer { close(fd) }
-        var header = [UInt8](repeating: 0, count: 0x210)
-        let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        if n >= 4 && header[0..<4] == [0x7f, 0x45, 0x4c, 0x46] { return }
-        if n >= 0x206 && header[0x202..<0x206] == Array("HdrS".utf8)[...] { return }
-        throw BridgeError(
-            VMZ_ERROR_KERNEL,
-            "kernel \(quoted(path)) is neither a bzImage nor an ELF vmlinux (wrong file, or a compressed vmlinux.gz?)"
-        )
+        try QEMUMachineType.checkKernel(config.kernelPath, config.guestArchitecture)
+        _ = try resolveAccelerator(config.accelerator, for: config.guestArchitecture)
     }
 
     /// The accelerator to use: the caller's explicit choice, else VMZ_ACCEL,
-    /// else KVM only where it really runs.
-    static func resolveAccelerator(_ requested: Accelerator) throws -> Accelerator {
+    /// else KVM only where it really runs. A guest of another architecture
+    /// than the host's runs under TCG only.
+    static func resolveAccelerator(_ requested: Accelerator, for guest: GuestArchitecture) throws -> Accelerator {
         var choice = requested
         if choice == .auto, let env = environment("VMZ_ACCEL") {
             switch env.lowercased() {
@@ -105,6 +90,15 @@ final class QEMUEngine: VMEngine {
             default:
                 throw BridgeError(VMZ_ERROR_ACCELERATOR, "VMZ_ACCEL=\(env) is not one of kvm, tcg, auto")
             }
+        }
+        if guest != .host && choice != .software {
+            if choice == .hardware {
+                throw BridgeError(
+                    VMZ_ERROR_ACCELERATOR,
+                    "KVM runs only guests of the host's architecture (\(GuestArchitecture.host)), not \(guest): use the auto or software accelerator")
+            }
+            log(.debug, "accelerator: TCG, because the guest is \(guest) and the host \(GuestArchitecture.host)")
+            return .software
         }
         switch choice {
         case .software:
@@ -156,23 +150,20 @@ final class QEMUEngine: VMEngine {
         return false
     }
 
-    /// VMZ_QEMU, else qemu-system-<arch> on PATH.
-    private static func findBinary() throws -> String {
+    /// VMZ_QEMU (whatever the guest's architecture), else
+    /// qemu-system-<guest architecture> on PATH.
+    private static func findBinary(for guest: GuestArchitecture) throws -> String {
         if let env = environment("VMZ_QEMU") {
             guard access(env, X_OK) == 0 else {
                 throw BridgeError(VMZ_ERROR_ENGINE_UNAVAILABLE, "VMZ_QEMU=\(env) is not an executable file")
             }
             return env
         }
-        #if arch(x86_64)
-        let name = "qemu-system-x86_64"
-        #elseif arch(arm64)
-        let name = "qemu-system-aarch64"
-        #endif
+        let name = QEMUMachineType.binaryName(guest)
         if let found = findExecutable(name) { return found }
         throw BridgeError(
             VMZ_ERROR_ENGINE_UNAVAILABLE,
-            "\(name) was not found on PATH (install QEMU: apt-get install qemu-system-x86, or set VMZ_QEMU)"
+            "\(name) was not found on PATH (install QEMU: apt-get install \(QEMUMachineType.package(guest)), or set VMZ_QEMU)"
         )
     }
 
@@ -181,7 +172,6 @@ final class QEMUEngine: VMEngine {
     /// `<prefix>/bin/qemu-system-x86_64`, as Debian's qemu-system-data and
     /// QEMU's own `make install` place it); nil to keep SeaBIOS.
     private static func findQboot(near binary: String) -> String? {
-        #if arch(x86_64)
         guard let resolved = realpath(binary, nil) else { return nil }
         let path = String(cString: resolved)
         free(resolved)
@@ -191,7 +181,6 @@ final class QEMUEngine: VMEngine {
         let candidate = parts.joined(separator: "/") + "/share/qemu/qboot.rom"
         if access(candidate, R_OK) == 0 { return candidate }
         log(.debug, "no \(candidate): booting with QEMU's default firmware")
-        #endif
         return nil
     }
 
@@ -201,9 +190,12 @@ final class QEMUEngine: VMEngine {
         self.config = config
         self.queue = queue
         self.delegate = delegate
-        binary = try QEMUEngine.findBinary()
-        firmware = QEMUEngine.findQboot(near: binary)
-        accelerator = try QEMUEngine.resolveAccelerator(config.accelerator)
+        let guest = config.guestArchitecture
+        binary = try QEMUEngine.findBinary(for: guest)
+        machine = QEMUMachineType(
+            architecture: guest,
+            accelerator: try QEMUEngine.resolveAccelerator(config.accelerator, for: guest),
+            firmware: guest == .x86_64 ? QEMUEngine.findQboot(near: binary) : nil)
         if config.inputFD != VMZ_FD_DEFAULT {
             inputFD = try QEMUEngine.privateCopy(of: config.inputFD, reading: true)
             if isatty(inputFD) != 0 {
@@ -285,18 +277,7 @@ final class QEMUEngine: VMEngine {
     /// its number there (for `fd=` options).
     private func arguments(pass: (Int32) -> Int32) -> [String] {
         var args = [binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
-        switch accelerator {
-        case .hardware: args += ["-accel", "kvm", "-cpu", "host"]
-        default: args += ["-accel", "tcg"]
-        }
-        #if arch(x86_64)
-        // pvpanic: a guest kernel panic (with the guest's pvpanic driver)
-        // ends QEMU with reason guest-panic instead of looking like a reboot.
-        args += ["-machine", "q35", "-device", "pvpanic", "-action", "panic=shutdown"]
-        if let firmware { args += ["-bios", firmware] }
-        #else
-        args += ["-machine", "virt", "-cpu", "max"]
-        #endif
+        args += machine.arguments
         args += ["-smp", "\(config.cpuCount)", "-m", "\(config.memorySize / mib)M"]
         args += ["-kernel", "/dev/fd/\(ChildFD.kernel)"]
         if config.initrdPath != nil { args += ["-initrd", "/dev/fd/\(ChildFD.initrd)"] }
@@ -325,13 +306,7 @@ final class QEMUEngine: VMEngine {
         var childFDs = [Int32](repeating: -1, count: ChildFD.count)
         childFDs[Int(ChildFD.stdin)] = inputFD >= 0 ? inputFD : try openFile("/dev/null", VMZ_ERROR_IO, "null device")
         childFDs[Int(ChildFD.stdout)] = outputFD
-        #if arch(x86_64)
-        // A bzImage is unpacked once on the host (cached): it then boots
-        // through the PVH entry instead of decompressing itself emulated.
-        let kernel = KernelCache.uncompressed(for: config.kernelPath) ?? config.kernelPath
-        #else
-        let kernel = config.kernelPath
-        #endif
+        let kernel = try QEMUMachineType.bootableKernel(config.kernelPath, config.guestArchitecture)
         childFDs[Int(ChildFD.kernel)] = try openFile(kernel, VMZ_ERROR_KERNEL, "kernel")
         if let initrd = config.initrdPath {
             childFDs[Int(ChildFD.initrd)] = try openFile(initrd, VMZ_ERROR_INITRD, "initrd")
@@ -374,7 +349,7 @@ final class QEMUEngine: VMEngine {
             throw BridgeError(VMZ_ERROR_START_FAILED, "cannot run \(binary): \(String(cString: strerror(rc)))")
         }
         pid = childPid
-        log(.info, "QEMU started, pid \(pid), accelerator \(accelerator == .hardware ? "kvm" : "tcg")")
+        log(.info, "QEMU started, pid \(pid), \(machine.architecture) guest, accelerator \(machine.accelerator == .hardware ? "kvm" : "tcg")")
 
         watchStderr(stderrRead)
         let ps = DispatchSource.makeReadSource(fileDescriptor: pidfd, queue: queue)

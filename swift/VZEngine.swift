@@ -61,6 +61,12 @@ final class VZEngine: VMEngine {
     }
 
     static func validate(_ config: ParsedConfig) throws {
+        if config.guestArchitecture != .host {
+            throw BridgeError(
+                VMZ_ERROR_ENGINE_UNAVAILABLE,
+                "Virtualization.framework boots only guests of the host's architecture (\(GuestArchitecture.host)); this config asks for an \(config.guestArchitecture) guest (the QEMU engine on Linux boots both)"
+            )
+        }
         _ = try checkKernel(config.kernelPath)
         if config.console == .serial {
             throw BridgeError(
@@ -87,15 +93,6 @@ final class VZEngine: VMEngine {
         }
     }
 
-    /// The kernel architectures this build boots: arm64 Image on Apple
-    /// silicon; bzImage or ELF vmlinux on Intel (UNCONFIRMED on a real
-    /// Intel Mac). Both branches are compiled on every host.
-    #if arch(arm64)
-    private static let bootsArm64 = true
-    #else
-    private static let bootsArm64 = false
-    #endif
-
     /// Checks the kernel's format; returns it (gzip is accepted here and
     /// decompressed by `init` into the kernel cache, since validation writes
     /// no files).
@@ -106,18 +103,15 @@ final class VZEngine: VMEngine {
         let format = try KernelFormat(path: path)
         let what = original.map { "kernel \(quoted($0)) is gzip-compressed, and decompressed it" }
             ?? "kernel \(quoted(path))"
-        switch format {
-        case .gzip where original == nil:
+        // The host's architecture only (validate): an arm64 Image on Apple
+        // silicon; a bzImage or ELF vmlinux on Intel (UNCONFIRMED on a real
+        // Intel Mac).
+        if format == .gzip && original == nil || GuestArchitecture.host.boots(format) {
             return format
-        case .arm64Image where bootsArm64, .bzImage where !bootsArm64, .elf where !bootsArm64:
-            return format
-        default:
-            break
         }
-        let expected = bootsArm64
-            ? "an uncompressed arm64 Linux Image (\"ARM\\x64\" at offset 0x38, e.g. arch/arm64/boot/Image) or a gzip-compressed one"
-            : "an x86_64 bzImage or ELF vmlinux, possibly gzip-compressed"
-        throw BridgeError(VMZ_ERROR_KERNEL, "\(what) is \(format.description); Virtualization.framework boots \(expected)")
+        throw BridgeError(
+            VMZ_ERROR_KERNEL,
+            "\(what) is \(format.description); Virtualization.framework boots \(GuestArchitecture.host.expectedKernels)")
     }
 
     // MARK: Life cycle
@@ -407,50 +401,6 @@ private final class VZEngineObserver: NSObject, VZVirtualMachineDelegate {
 
     func virtualMachine(_ virtualMachine: VZVirtualMachine, didStopWithError error: any Error) {
         engine?.vmDidStop(error)
-    }
-}
-
-// MARK: - Kernel formats
-
-/// What a kernel file is, from its first bytes.
-enum KernelFormat: Equatable, CustomStringConvertible {
-    case arm64Image, gzip, efiZboot, bzImage, elf, unknown
-
-    init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) cannot be read: \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var h = [UInt8](repeating: 0, count: 0x210)
-        let n = h.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        func has(_ offset: Int, _ bytes: [UInt8]) -> Bool {
-            n >= offset + bytes.count && Array(h[offset..<offset + bytes.count]) == bytes
-        }
-        if has(0, [0x1f, 0x8b]) {
-            self = .gzip
-        } else if has(0x38, Array("ARM".utf8) + [0x64]) {
-            self = .arm64Image
-        } else if has(0, Array("MZ".utf8)) && has(4, Array("zimg".utf8)) {
-            self = .efiZboot
-        } else if has(0, [0x7f, 0x45, 0x4c, 0x46]) {
-            self = .elf
-        } else if has(0x202, Array("HdrS".utf8)) {
-            self = .bzImage
-        } else {
-            self = .unknown
-        }
-    }
-
-    var description: String {
-        switch self {
-        case .arm64Image: return "an arm64 Image"
-        case .gzip: return "gzip-compressed"
-        case .efiZboot: return "an EFI zboot image (vmlinuz.efi, compressed inside; extract the Image from it)"
-        case .bzImage: return "an x86 bzImage"
-        case .elf: return "an ELF file (vmlinux)"
-        case .unknown: return "of an unknown format (not a Linux kernel image?)"
-        }
     }
 }
 

@@ -137,6 +137,7 @@ fn an_abi_2_caller_is_still_served() {
             c.console = 0xdead_beef;
             c.serial_ports = std::ptr::dangling(); // never read
             c.serial_port_count = 3;
+            c.guest_architecture = 0xdead_beef;
         })
     };
     let mut err: VMZErrorRef = null_mut();
@@ -149,6 +150,12 @@ fn an_abi_2_caller_is_still_served() {
         &with(&s, |c| c.console = 7),
         ErrorCode::Device,
         "unknown console device value 7",
+    );
+    refused(
+        "ABI 3 struct with an unknown guest architecture",
+        &with(&s, |c| c.guest_architecture = 3),
+        ErrorCode::InvalidArgument,
+        "unknown guest architecture value 3",
     );
 }
 

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 /// The guest built by scripts/make-guest.sh.
 pub struct Guest {
-    /// The uncompressed kernel (PVH vmlinux).
+    /// The uncompressed kernel (x86_64: the PVH vmlinux; arm64: the Image).
     pub kernel: PathBuf,
-    /// The same kernel as Debian ships it (a bzImage).
+    /// The same kernel compressed (x86_64: the bzImage Debian ships;
+    /// arm64: Image.gz, as most distributions ship it).
     pub bzimage: PathBuf,
     pub initrd: PathBuf,
     pub cmdline: String,
@@ -31,26 +32,49 @@ pub struct Guest {
 pub fn guest() -> &'static Guest {
     static GUEST: OnceLock<Guest> = OnceLock::new();
     GUEST.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = std::env::var_os("VMZ_GUEST_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target/vmz-guest"));
-        let status = Command::new(root.join("scripts/make-guest.sh"))
-            .arg(&dir)
-            .status()
-            .expect("run scripts/make-guest.sh");
-        assert!(status.success(), "scripts/make-guest.sh failed");
-        let cmdline = std::fs::read_to_string(dir.join("cmdline"))
-            .expect("guest cmdline")
-            .trim()
-            .to_string();
-        Guest {
-            kernel: dir.join("vmlinux"),
-            bzimage: dir.join("vmlinuz"),
-            initrd: dir.join("initrd.img"),
-            cmdline,
-        }
+        make_guest(
+            &[],
+            "VMZ_GUEST_DIR",
+            "target/vmz-guest",
+            ["vmlinux", "vmlinuz"],
+        )
     })
+}
+
+/// Builds the arm64 test guest once (`scripts/make-guest.sh --arch arm64`).
+pub fn arm64_guest() -> &'static Guest {
+    static GUEST: OnceLock<Guest> = OnceLock::new();
+    GUEST.get_or_init(|| {
+        make_guest(
+            &["--arch", "arm64"],
+            "VMZ_GUEST_DIR_ARM64",
+            "target/vmz-guest-arm64",
+            ["Image", "Image.gz"],
+        )
+    })
+}
+
+fn make_guest(args: &[&str], env: &str, default: &str, [kernel, compressed]: [&str; 2]) -> Guest {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(default));
+    let status = Command::new(root.join("scripts/make-guest.sh"))
+        .args(args)
+        .arg(&dir)
+        .status()
+        .expect("run scripts/make-guest.sh");
+    assert!(status.success(), "scripts/make-guest.sh {args:?} failed");
+    let cmdline = std::fs::read_to_string(dir.join("cmdline"))
+        .expect("guest cmdline")
+        .trim()
+        .to_string();
+    Guest {
+        kernel: dir.join(kernel),
+        bzimage: dir.join(compressed),
+        initrd: dir.join("initrd.img"),
+        cmdline,
+    }
 }
 
 /// One VM test at a time per test binary: guests are emulated (TCG) on a

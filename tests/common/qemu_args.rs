@@ -6,13 +6,18 @@ use std::path::{Path, PathBuf};
 
 /// The real `qemu-system-x86_64` on `PATH`, resolved.
 pub fn real_qemu() -> PathBuf {
+    real_qemu_named("qemu-system-x86_64")
+}
+
+/// The real `name` (a `qemu-system-*`) on `PATH`, resolved.
+pub fn real_qemu_named(name: &str) -> PathBuf {
     std::env::var_os("PATH")
         .and_then(|p| {
             std::env::split_paths(&p)
-                .map(|d| d.join("qemu-system-x86_64"))
+                .map(|d| d.join(name))
                 .find(|q| q.is_file())
         })
-        .expect("qemu-system-x86_64 on PATH")
+        .unwrap_or_else(|| panic!("{name} on PATH"))
         .canonicalize()
         .unwrap()
 }
@@ -29,16 +34,21 @@ pub struct RecordingQemu {
 impl RecordingQemu {
     /// Creates the wrapper under `prefix` (which the caller removes).
     pub fn new(prefix: &Path) -> RecordingQemu {
+        RecordingQemu::named(prefix, "qemu-system-x86_64")
+    }
+
+    /// The same for another QEMU binary (`qemu-system-aarch64`).
+    pub fn named(prefix: &Path, name: &str) -> RecordingQemu {
         std::fs::create_dir_all(prefix.join("bin")).unwrap();
         let args_file = prefix.join("args");
-        let binary = prefix.join("bin/qemu-system-x86_64");
+        let binary = prefix.join("bin").join(name);
         let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
         std::fs::write(
             &binary,
             format!(
                 "#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\nexec {} \"$@\"\n",
                 quote(&args_file),
-                quote(&real_qemu())
+                quote(&real_qemu_named(name))
             ),
         )
         .unwrap();

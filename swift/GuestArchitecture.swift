@@ -1,0 +1,60 @@
+// The guest's CPU architecture (VMZConfig.guest_architecture), and which
+// kernel formats each one boots.
+//
+// Virtualization.framework boots only the host's architecture; the QEMU
+// engine boots x86_64 and arm64 guests on either host (QEMUMachineType.swift),
+// by software emulation when the guest is foreign.
+
+/// The architecture a guest runs.
+enum GuestArchitecture: Equatable, CustomStringConvertible {
+    case x86_64, arm64
+
+    /// The host's architecture: the default.
+    static var host: GuestArchitecture {
+        #if arch(x86_64)
+        return .x86_64
+        #else
+        return .arm64
+        #endif
+    }
+
+    /// The config field; 0 (VMZ_GUEST_ARCH_HOST, also what older callers'
+    /// structs read as) is the host's architecture.
+    init(raw: UInt32) throws {
+        switch raw {
+        case VMZ_GUEST_ARCH_HOST.rawValue: self = .host
+        case VMZ_GUEST_ARCH_X86_64.rawValue: self = .x86_64
+        case VMZ_GUEST_ARCH_ARM64.rawValue: self = .arm64
+        default:
+            throw BridgeError(
+                VMZ_ERROR_INVALID_ARGUMENT,
+                "unknown guest architecture value \(raw) (VMZ_GUEST_ARCH_HOST, _X86_64 or _ARM64)")
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .x86_64: return "x86_64"
+        case .arm64: return "arm64"
+        }
+    }
+
+    /// Whether a kernel of `format` boots as it is on this architecture
+    /// (a gzip-compressed arm64 Image is decompressed first: not here).
+    func boots(_ format: KernelFormat) -> Bool {
+        switch (self, format) {
+        case (.arm64, .arm64Image), (.x86_64, .bzImage), (.x86_64, .elf): return true
+        default: return false
+        }
+    }
+
+    /// The kernels this architecture boots, for error messages.
+    var expectedKernels: String {
+        switch self {
+        case .arm64:
+            return "an arm64 Linux Image (\"ARM\\x64\" at offset 0x38, e.g. arch/arm64/boot/Image) or a gzip-compressed one (Image.gz, most distributions' vmlinuz)"
+        case .x86_64:
+            return "an x86_64 bzImage or an ELF vmlinux"
+        }
+    }
+}

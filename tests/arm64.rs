@@ -1,0 +1,245 @@
+//! arm64 guests on the QEMU engine (qemu-system-aarch64, `virt`): the test
+//! guest of `scripts/make-guest.sh --arch arm64` (Debian's cloud arm64
+//! kernel) booted through the public API. Under TCG on an x86_64 host one
+//! boot takes seconds, so each boot checks several things; together they
+//! cover the marker, the console both ways (hvc0 and the PL011), the
+//! guest's poweroff, the graceful stop (the GPIO power key), the force
+//! stop, a kernel panic, the gzip-compressed Image through the kernel
+//! cache, the entropy device and a named port, and what vmz asks of QEMU.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::{
+    machine_with_events, recv, release, start, wait, Console, RecordingQemu, Resources,
+    BOOT_TIMEOUT, MARKER,
+};
+use vmz::{ConsoleDevice, ErrorCode, Event, Exit, GuestArchitecture, Machine, State};
+
+/// The arm64 test guest's config with this console.
+fn arm64_builder(kernel: &std::path::Path) -> vmz::ConfigBuilder {
+    let g = common::arm64_guest();
+    vmz::Config::builder(kernel)
+        .guest_architecture(GuestArchitecture::Arm64)
+        .initrd(&g.initrd)
+        .command_line(&g.cmdline)
+        .memory_mib(256)
+        .nat(false)
+}
+
+/// Boots `builder` with a console and waits for the marker.
+fn boot(builder: vmz::ConfigBuilder) -> (Machine, std::sync::mpsc::Receiver<Event>, Console) {
+    let (console, input, output) = Console::new();
+    let config = builder
+        .serial_input(input)
+        .serial_output(output)
+        .build()
+        .unwrap();
+    let (vm, events) = machine_with_events(&config);
+    drop(config);
+    start(&vm).expect("start the arm64 guest");
+    console.expect(MARKER, BOOT_TIMEOUT);
+    (vm, events, console)
+}
+
+/// The gzip-compressed Image (as distributions ship it) is decompressed
+/// once into the kernel cache and boots from there on QEMU's `virt` with
+/// the arguments chosen for TCG; on hvc0 the guest echoes, has an entropy
+/// device and a named port, and it stops gracefully on the GPIO power key.
+#[test]
+fn gzip_image_boots_through_the_cache_and_stops_on_the_power_key() {
+    let _serial = common::serial();
+    let g = common::arm64_guest();
+    let dir =
+        common::TempDir(std::env::temp_dir().join(format!("vmz-arm64-{}", std::process::id())));
+    let cache = dir.0.join("kernels");
+    let qemu = RecordingQemu::named(&dir.0.join("qemu"), "qemu-system-aarch64");
+    // VM tests of this binary run one at a time (`serial`).
+    std::env::set_var("VMZ_KERNEL_CACHE", &cache);
+    let before = Resources::now();
+    {
+        let (host_end, vm_end) = UnixStream::pair().unwrap();
+        let builder = arm64_builder(&g.bzimage).serial_port("vmz.arm64", vm_end);
+        let (vm, events, mut console) = qemu.with(|| boot(builder));
+        assert!(matches!(recv(&events, "Started"), Event::Started));
+
+        let cached: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(cached.len(), 1, "one cached kernel: {cached:?}");
+        assert!(cached[0].to_string_lossy().ends_with(".Image"));
+        assert!(
+            std::fs::read(&cached[0]).unwrap() == std::fs::read(&g.kernel).unwrap(),
+            "the cached kernel is Image.gz decompressed"
+        );
+
+        // What vmz asked of QEMU: the arm64 machine under TCG (the host is
+        // x86_64 here; on an arm64 host with working KVM, kvm and host).
+        let args = qemu.args();
+        let arg = |o: &str| {
+            qemu.value_of(o)
+                .unwrap_or_else(|| panic!("{o} in {args:?}"))
+        };
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(arg("-accel"), "tcg");
+            assert_eq!(arg("-machine"), "virt,gic-version=3");
+            assert_eq!(arg("-cpu"), "cortex-a57");
+        }
+        assert!(args.iter().any(|a| a == "pvpanic-pci"), "{args:?}");
+
+        console.send_line("cmdline");
+        console.expect(&format!("vmz-guest: cmdline [{}]", g.cmdline), BOOT_TIMEOUT);
+        console.send_line("hello arm64");
+        console.expect("echo: hello arm64", BOOT_TIMEOUT);
+        console.send_line("hwrng 64");
+        console.expect("vmz-guest: hwrng 64 bytes", BOOT_TIMEOUT);
+        console.send_line("port vmz.arm64");
+        console.expect("vmz-guest: port vmz.arm64 is /dev/vport", BOOT_TIMEOUT);
+        let mut port = BufReader::new(host_end.try_clone().unwrap());
+        (&host_end).write_all(b"ping\n").unwrap();
+        let mut line = String::new();
+        common::within("the port's answer", BOOT_TIMEOUT, || {
+            port.read_line(&mut line)
+        })
+        .unwrap();
+        assert_eq!(line.trim_end(), "port vmz.arm64: ping");
+
+        vm.request_stop().expect("request stop");
+        let exit = wait(&vm, Duration::from_secs(10));
+        assert!(
+            matches!(exit, Exit::GuestStopped),
+            "{exit:?}; console:\n{}",
+            console.text()
+        );
+        assert!(matches!(recv(&events, "GuestStopped"), Event::GuestStopped));
+        assert!(console.text().contains("vmz-guest: power button"));
+        release(vm);
+        console.close();
+    }
+    std::env::remove_var("VMZ_KERNEL_CACHE");
+    before.assert_restored();
+}
+
+/// The uncompressed Image with the console on the PL011 (ttyAMA0): the
+/// guest's own poweroff ends the VM as "guest stopped".
+#[test]
+fn image_on_the_pl011_powers_off_by_itself() {
+    let _serial = common::serial();
+    let g = common::arm64_guest();
+    let before = Resources::now();
+    {
+        let cmdline = g.cmdline.replace("console=hvc0", "console=ttyAMA0");
+        assert_ne!(cmdline, g.cmdline, "the guest's console is hvc0");
+        let builder = arm64_builder(&g.kernel)
+            .console(ConsoleDevice::Serial)
+            .command_line(&cmdline);
+        let (vm, events, mut console) = boot(builder);
+        assert!(matches!(recv(&events, "Started"), Event::Started));
+        // The PL011 prints from the kernel's first message on.
+        assert!(
+            console.text().contains("Booting Linux"),
+            "{}",
+            console.text()
+        );
+        console.send_line("hello pl011");
+        console.expect("echo: hello pl011", BOOT_TIMEOUT);
+        console.send_line("poweroff");
+        let exit = wait(&vm, BOOT_TIMEOUT);
+        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
+        assert!(matches!(recv(&events, "GuestStopped"), Event::GuestStopped));
+        assert_eq!(vm.state(), State::Stopped);
+        release(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+/// A kernel panic is reported as an error (pvpanic-pci), and a force stop
+/// ends a running arm64 guest.
+#[test]
+fn a_panic_is_an_error_and_a_force_stop_ends_the_guest() {
+    let _serial = common::serial();
+    let g = common::arm64_guest();
+    let before = Resources::now();
+    {
+        let (vm, _events, mut console) = boot(arm64_builder(&g.kernel));
+        console.send_line("panic");
+        let exit = wait(&vm, BOOT_TIMEOUT);
+        let Exit::Error(e) = exit else {
+            panic!("expected an error, got {exit:?}");
+        };
+        assert_eq!(e.code(), ErrorCode::Runtime);
+        assert!(e.to_string().contains("panicked"), "{e}");
+        release(vm);
+        console.close();
+
+        let (vm, events, console) = boot(arm64_builder(&g.kernel));
+        common::force_stop(&vm).expect("force stop");
+        assert!(matches!(vm.exit(), Some(Exit::ForceStopped)));
+        assert!(matches!(recv(&events, "Started"), Event::Started));
+        assert!(matches!(recv(&events, "ForceStopped"), Event::ForceStopped));
+        release(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+/// Kernels and accelerators that do not fit the guest's architecture are
+/// refused by validate, before anything starts.
+#[test]
+fn kernels_and_accelerators_are_checked_against_the_architecture() {
+    let arm = common::arm64_guest();
+    let x86 = common::guest();
+    let check = |builder: vmz::ConfigBuilder, code: ErrorCode, words: &[&str]| {
+        let e = builder.build().unwrap().validate().unwrap_err();
+        assert_eq!(e.code(), code, "{e}");
+        for w in words {
+            assert!(e.to_string().contains(w), "{w:?} not in: {e}");
+        }
+    };
+    // An x86_64 kernel for an arm64 guest, and the other way round.
+    check(
+        arm64_builder(&x86.kernel),
+        ErrorCode::Kernel,
+        &["ELF", "for x86_64 guests", "an arm64 guest boots"],
+    );
+    check(
+        arm64_builder(&x86.bzimage),
+        ErrorCode::Kernel,
+        &["bzImage", "an arm64 guest boots"],
+    );
+    check(
+        vmz::Config::builder(&arm.kernel).guest_architecture(GuestArchitecture::X86_64),
+        ErrorCode::Kernel,
+        &["arm64 Image", "for arm64 guests", "an x86_64 guest boots"],
+    );
+    // An EFI zboot image (vmlinuz.efi): QEMU 7.2 cannot load one.
+    let dir = common::TempDir(
+        std::env::temp_dir().join(format!("vmz-arm64-formats-{}", std::process::id())),
+    );
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let zboot = dir.0.join("vmlinuz.efi");
+    let mut bytes = b"MZ\0\0zimg".to_vec();
+    bytes.resize(4096, 0);
+    std::fs::write(&zboot, bytes).unwrap();
+    check(
+        arm64_builder(&zboot),
+        ErrorCode::Kernel,
+        &["EFI zboot", "extract the Image"],
+    );
+    // KVM cannot run a guest of another architecture.
+    let foreign = if cfg!(target_arch = "x86_64") {
+        arm64_builder(&arm.kernel)
+    } else {
+        vmz::Config::builder(&x86.kernel).guest_architecture(GuestArchitecture::X86_64)
+    };
+    check(
+        foreign.accelerator(vmz::Accelerator::Hardware),
+        ErrorCode::Accelerator,
+        &["KVM runs only guests of the host's architecture"],
+    );
+}
