@@ -13,6 +13,10 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 fn main() {
+    if !cfg!(target_os = "linux") {
+        println!("vmz reliability: Linux only (it runs QEMU and the amd64 test guest)");
+        return;
+    }
     if !std::env::args().any(|a| a == "--bench") {
         println!("vmz reliability: run it with `cargo bench --bench reliability`");
         return;

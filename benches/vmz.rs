@@ -1674,6 +1674,10 @@ fn run(opts: &Options) -> BenchResult<String> {
 }
 
 fn main() {
+    if !cfg!(target_os = "linux") {
+        println!("vmz bench: Linux only (it runs QEMU and the amd64 test guest)");
+        return;
+    }
     if !std::env::args().any(|a| a == "--bench") {
         println!("vmz bench: run it with `cargo bench --bench vmz` (it boots many guests)");
         return;

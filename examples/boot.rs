@@ -83,6 +83,14 @@ fn parse_args() -> Result<Args, String> {
 
 /// The project's test guest: built by scripts/make-guest.sh if missing.
 fn default_guest() -> Result<PathBuf, String> {
+    if !cfg!(target_os = "linux") {
+        return Err(
+            "the test guest (an amd64 Debian kernel, built with apt-get) is made \
+             on Linux only: pass --kernel and --initrd (an arm64 Image on a Mac) and \
+             --cmdline \"console=hvc0\""
+                .into(),
+        );
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::var_os("VMZ_GUEST_DIR")
         .map(PathBuf::from)

@@ -2,6 +2,10 @@
 //! engine and checks the whole path: start, serial both ways, the three
 //! ways a VM ends, and that nothing is left behind.
 
+// These tests boot the amd64 test guest under QEMU (scripts/make-guest.sh):
+// Linux only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::os::fd::AsRawFd;

@@ -1,6 +1,10 @@
 //! The C ABI itself, called through the raw bindings as a C caller would:
 //! every bad input gives a clear error, starts nothing and leaks nothing.
 
+// These tests boot the amd64 test guest under QEMU (scripts/make-guest.sh):
+// Linux only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::ffi::{c_void, CStr, CString};

@@ -3,6 +3,10 @@
 //! their configuration errors; nothing left behind. One boot checks the
 //! devices that do not depend on each other.
 
+// These tests boot the amd64 test guest under QEMU (scripts/make-guest.sh):
+// Linux only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -2,6 +2,10 @@
 //! ignores the stop request, machines dropped at every point. Each with the
 //! real test guest; each must end in a clean state.
 
+// These tests boot the amd64 test guest under QEMU (scripts/make-guest.sh):
+// Linux only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::io::Read;

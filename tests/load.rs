@@ -6,6 +6,10 @@
 //! thread for every test it runs, so a second test in this binary could add
 //! a thread in the middle of a measurement.
 
+// These tests boot the amd64 test guest under QEMU (scripts/make-guest.sh):
+// Linux only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,9 @@
 //! Bad input gives a clear, typed error, starts nothing and leaks nothing.
 
+// These tests boot the amd64 test guest under QEMU (scripts/make-guest.sh):
+// Linux only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::ffi::CString;
