@@ -13,7 +13,7 @@
 #     (`#if os(Linux) && !VMZ_TYPECHECK_VZ`).
 #
 # This checks the engine against the stub, not against Apple's SDK: see
-# docs/macos.md for what that does not prove.
+# the README (section macOS) for what that does not prove.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,13 +1,11 @@
 // The Linux engine: QEMU as a child process, driven over QMP.
 //
-// Boot path (measured on our machines, BENCHMARKS.md): the `q35` machine
-// with -nodefaults and QEMU's minimal firmware qboot when it is installed.
-// It boots both a bzImage and an uncompressed vmlinux through its PVH entry,
-// and it has ACPI, so a graceful stop is the ACPI power button (QMP
-// system_powerdown). Under TCG, q35 reached userspace 0.2 s sooner than `pc`
-// (the guest's ACPI PCI interrupt links of the PIIX are slow to evaluate),
-// qboot 0.04 s sooner than SeaBIOS. `microvm` hung in some boots with ACPI,
-// and without ACPI it has no power button.
+// Boot path: the `q35` machine with -nodefaults and QEMU's minimal firmware
+// qboot when it is installed. It boots both a bzImage and an uncompressed
+// vmlinux through its PVH entry, and it has ACPI, so a graceful stop is the
+// ACPI power button (QMP system_powerdown). Why q35 and qboot rather than
+// `pc`, SeaBIOS or `microvm`, with the timings: BENCHMARKS.md, "How the
+// boot path was chosen".
 //
 // Files reach QEMU as inherited descriptors (/dev/fd/N), never as paths on
 // its command line: no path can be read as a QEMU option, and the file that

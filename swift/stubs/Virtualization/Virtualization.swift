@@ -1,14 +1,13 @@
 // A SIGNATURE STUB of Apple's Virtualization.framework, for type-checking
 // swift/VZEngine.swift on Linux (scripts/typecheck-macos.sh). It is NEVER
-// compiled into or linked with the library: build.rs compiles only
+// compiled into or linked with the library: the build script compiles only
 // swift/*.swift, not this subdirectory, and on macOS the real framework is
 // used.
 //
 // Rules for this file:
 //  - It may only contain declarations that Apple's SDK declares, with the
-//    same names, types, labels, optionality and throwing, as listed in the
-//    project's notes shared/reference/virtualization-api.md (taken from
-//    Apple's headers, .swiftinterface files and documentation). Nothing invented:
+//    same names, types, labels, optionality and throwing, as Apple's
+//    headers, .swiftinterface files and documentation give them. Nothing invented:
 //    an engine that type-checks here must use only real API.
 //  - Only what swift/VZEngine.swift uses: add a declaration here when the
 //    engine starts using it, never before.
