@@ -25,11 +25,14 @@ unsigned long long vmz_fnv1a64(const void *data, unsigned long len) {
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
 #ifndef SYS_close_range
 #define SYS_close_range 436
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef __WALL
+#define __WALL 0x40000000
 #endif
 
 #define VMZ_SPAWN_MAX_FDS 16
@@ -48,7 +51,6 @@ struct request {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static struct request *pending;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int thread_error;
 
 /* Runs in the child: only async-signal-safe calls from here on. */
@@ -71,7 +73,7 @@ static void child(const struct request *r, pid_t parent, int report_fd) {
     for (int i = 0; i < r->nfds; i++) {
         high[i] = -1;
         if (r->fds[i] >= 0) {
-            high[i] = fcntl(r->fds[i], F_DUPFD, VMZ_SPAWN_MAX_FDS + 3);
+            high[i] = fcntl(r->fds[i], F_DUPFD, r->nfds);
             if (high[i] < 0)
                 goto fail;
         }
@@ -103,6 +105,20 @@ report:
     _exit(127);
 }
 
+int vmz_wait_child(pid_t pid, int *code, int *status) {
+    siginfo_t info;
+    for (;;) {
+        memset(&info, 0, sizeof info);
+        if (waitid(P_PID, (id_t)pid, &info, WEXITED | __WALL) == 0)
+            break;
+        if (errno != EINTR)
+            return errno;
+    }
+    *code = info.si_code;
+    *status = info.si_status;
+    return 0;
+}
+
 static void spawn_now(struct request *r) {
     int report[2];
     pid_t parent = getpid();
@@ -112,7 +128,7 @@ static void spawn_now(struct request *r) {
     }
     /* The report pipe's write end must not land in the child's target range. */
     if (report[1] < r->nfds) {
-        int moved = fcntl(report[1], F_DUPFD_CLOEXEC, VMZ_SPAWN_MAX_FDS + 3);
+        int moved = fcntl(report[1], F_DUPFD_CLOEXEC, r->nfds);
         if (moved < 0) {
             r->result = errno;
             close(report[0]);
@@ -122,7 +138,14 @@ static void spawn_now(struct request *r) {
         close(report[1]);
         report[1] = moved;
     }
-    pid_t pid = fork();
+    /* clone() with exit signal 0 instead of fork(): the child sends no
+     * SIGCHLD, so the host's SIGCHLD disposition (SIG_IGN or SA_NOCLDWAIT
+     * would reap it behind our back and lose its status) and its own
+     * waitpid(-1) loops never touch it; only waitid(__WALL) on its pid
+     * (vmz_wait_child) reaps it. CLONE_PIDFD hands back a pidfd
+     * (close-on-exec) without a race with the child's exit. */
+    int pidfd = -1;
+    pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)CLONE_PIDFD, 0UL, &pidfd, 0UL, 0UL);
     if (pid < 0) {
         r->result = errno;
         close(report[0]);
@@ -141,21 +164,12 @@ static void spawn_now(struct request *r) {
     close(report[0]);
     if (n > 0) {
         /* exec failed: reap the child, report its errno. */
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-        }
+        int code, status;
+        vmz_wait_child(pid, &code, &status);
+        close(pidfd);
         r->result = child_err ? child_err : ECHILD;
         return;
     }
-    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (pidfd < 0) {
-        int e = errno;
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-        }
-        r->result = e;
-        return;
-    }
-    fcntl(pidfd, F_SETFD, FD_CLOEXEC);
     r->pid = pid;
     r->pidfd = pidfd;
     r->result = 0;
@@ -183,13 +197,31 @@ static void *spawner(void *unused) {
     return NULL;
 }
 
+/* After fork() the child has no spawner thread (only the forking thread
+ * survives): the next vmz_spawn in the child starts its own. */
+static pid_t spawner_pid;
+
+static void reset_after_fork(void) {
+    pthread_mutex_init(&lock, NULL);
+    pthread_cond_init(&cond, NULL);
+    pending = NULL;
+    spawner_pid = 0;
+}
+
 static void start_spawner(void) {
     pthread_t t;
+    static int registered;
+    if (!registered) {
+        registered = 1;
+        pthread_atfork(NULL, NULL, reset_after_fork);
+    }
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     thread_error = pthread_create(&t, &attr, spawner, NULL);
     pthread_attr_destroy(&attr);
+    if (thread_error == 0)
+        spawner_pid = getpid();
 }
 
 int vmz_pipe_cloexec(int fds[2]) {
@@ -200,7 +232,10 @@ int vmz_spawn(const char *path, char *const argv[], const int *fds, int nfds,
               pid_t *pid, int *pidfd) {
     if (nfds < 0 || nfds > VMZ_SPAWN_MAX_FDS)
         return EINVAL;
-    pthread_once(&once, start_spawner);
+    pthread_mutex_lock(&lock);
+    if (spawner_pid != getpid())
+        start_spawner();
+    pthread_mutex_unlock(&lock);
     if (thread_error)
         return thread_error;
     struct request r = {path, argv, fds, nfds, -1, -1, 0, 0};

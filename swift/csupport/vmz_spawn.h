@@ -23,10 +23,18 @@ extern "C" {
  * reset, and the child gets its own process group (a terminal's Ctrl-C is
  * the host's to handle, not QEMU's).
  * Returns 0 and sets *pid and *pidfd (a pidfd, close-on-exec), or returns an
- * errno value (the exec's own errno when exec failed). */
+ * errno value (the exec's own errno when exec failed).
+ * The child is cloned with exit signal 0: it sends no SIGCHLD, whatever the
+ * host does with SIGCHLD it is never reaped by anyone but vmz_wait_child,
+ * and waitpid(-1) in the host does not see it. */
 #ifdef __linux__
 int vmz_spawn(const char *path, char *const argv[], const int *fds, int nfds,
               pid_t *pid, int *pidfd);
+
+/* Waits for (and reaps) a child of vmz_spawn: waitid(P_PID, WEXITED|__WALL).
+ * Returns 0 and sets *code (CLD_EXITED, CLD_KILLED, CLD_DUMPED) and
+ * *status (the exit status or the signal number), or returns an errno. */
+int vmz_wait_child(pid_t pid, int *code, int *status);
 
 /* pipe2(fds, O_CLOEXEC), which Swift's Glibc module does not export.
  * Returns 0 or an errno value. */
