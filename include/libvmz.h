@@ -92,6 +92,9 @@ typedef enum VMZErrorCode {
     /** ABI 3: a device in the config is invalid (a serial port's name or
      *  descriptor, a network, vsock settings); the message names it. */
     VMZ_ERROR_DEVICE = 15,
+    /** ABI 3: the engine did not answer within its bound (QEMU stopped or
+     *  frozen; the start did not complete within start_timeout_ms). */
+    VMZ_ERROR_TIMEOUT = 16,
 } VMZErrorCode;
 
 /** How the guest's CPUs are run. */
@@ -230,6 +233,11 @@ typedef struct VMZConfig {
     uint32_t omit_devices;
     /** ABI 3: a VMZGuestArchitecture; 0 (older callers too): the host's. */
     uint32_t guest_architecture;
+    /** ABI 3: how long vmz_start may take, in milliseconds, until the VM
+     *  runs (QEMU spawned and its QMP handshake done); past it the engine
+     *  is killed and the start fails with VMZ_ERROR_TIMEOUT saying what it
+     *  waited for. 0: the default, 30 s. */
+    uint64_t start_timeout_ms;
 } VMZConfig;
 
 /** sizeof(VMZConfig) in ABI 1, the smallest struct_size accepted. */

@@ -4,6 +4,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::architecture::GuestArchitecture;
 use crate::console::{ConsoleDevice, RawPorts, SerialPort};
@@ -71,6 +72,7 @@ pub struct Config {
     entropy: bool,
     serial_ports: Vec<SerialPort>,
     guest_architecture: GuestArchitecture,
+    start_timeout: Option<Duration>,
 }
 
 /// Builds a [`Config`]. Defaults: no initrd, empty command line, 1 CPU,
@@ -107,6 +109,7 @@ impl Config {
                 entropy: true,
                 serial_ports: Vec::new(),
                 guest_architecture: GuestArchitecture::Host,
+                start_timeout: None,
             },
         }
     }
@@ -198,6 +201,12 @@ impl Config {
         self.serial_ports.iter().map(|p| p.name.as_str())
     }
 
+    /// The start bound set with
+    /// [`ConfigBuilder::start_timeout`]; `None`: the default (30 s).
+    pub fn start_timeout(&self) -> Option<Duration> {
+        self.start_timeout
+    }
+
     /// Calls `f` with the C view of this configuration, whose strings live
     /// for the duration of the call.
     pub(crate) fn with_raw<R>(&self, f: impl FnOnce(&sys::VMZConfig) -> R) -> Result<R> {
@@ -244,6 +253,9 @@ impl Config {
             },
             serial_port_count: ports.ports.len() as u32,
             guest_architecture: self.guest_architecture.to_raw(),
+            start_timeout_ms: self
+                .start_timeout
+                .map_or(0, |d| d.as_millis().clamp(1, u64::MAX as u128) as u64),
         };
         Ok(f(&raw))
     }
@@ -318,6 +330,23 @@ impl ConfigBuilder {
     /// what it saves.
     pub fn fast_boot_options(mut self, enabled: bool) -> Self {
         self.config.fast_boot_options = enabled;
+        self
+    }
+
+    /// How long [`Machine::start`](crate::Machine::start) may take until
+    /// the VM runs (default 30 s). Past it the engine is killed and the
+    /// start fails with [`ErrorCode::Timeout`](crate::ErrorCode::Timeout),
+    /// saying what it waited for.
+    ///
+    /// ```
+    /// let config = vmz::Config::builder("vmlinux")
+    ///     .start_timeout(std::time::Duration::from_secs(10))
+    ///     .build()?;
+    /// assert_eq!(config.start_timeout(), Some(std::time::Duration::from_secs(10)));
+    /// # Ok::<(), vmz::Error>(())
+    /// ```
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.config.start_timeout = Some(timeout);
         self
     }
 

@@ -47,6 +47,10 @@ pub enum ErrorCode {
     /// A device in the configuration is invalid (a serial port's name or
     /// socket, ...); the message names it.
     Device,
+    /// The engine did not answer within its bound: QEMU stopped or frozen,
+    /// or the start took longer than
+    /// [`start_timeout`](crate::ConfigBuilder::start_timeout).
+    Timeout,
     /// A code this version of the crate does not know.
     Unknown(i32),
 }
@@ -73,6 +77,7 @@ impl ErrorCode {
             sys::VMZ_ERROR_IO => ErrorCode::Io,
             sys::VMZ_ERROR_INTERNAL => ErrorCode::Internal,
             sys::VMZ_ERROR_DEVICE => ErrorCode::Device,
+            sys::VMZ_ERROR_TIMEOUT => ErrorCode::Timeout,
             _ => ErrorCode::Unknown(code),
         }
     }

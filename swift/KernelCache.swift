@@ -312,9 +312,8 @@ enum KernelCache {
         let rc = vmz_spawn(binary, &argv, [stdin, stdout, devnull], 3, &pid, &pidfd)
         if rc != 0 { throw BridgeError.system("spawn \(what)", rc) }
         close(pidfd)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        guard status == 0 else { throw BridgeError(VMZ_ERROR_KERNEL, "\(what) failed (wait status \(status))") }
+        let exit = ChildExit.reap(pid)
+        guard exit.exitedCleanly else { throw BridgeError(VMZ_ERROR_KERNEL, "\(what) \(exit.description)") }
         #else
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)

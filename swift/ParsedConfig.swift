@@ -46,6 +46,9 @@ struct ParsedConfig {
     var serialPorts: [SerialPort]
     /// The guest's architecture (the host's unless asked). GuestArchitecture.swift.
     var guestArchitecture: GuestArchitecture
+    /// Seconds `start` may take (ABI 3: start_timeout_ms, 0 = the default).
+    var startTimeout: Double
+    static let defaultStartTimeout: Double = 30
 
     /// The kernel options VMZ_BOOT_FAST_OPTIONS appends.
     static let fastOptions = "cryptomgr.notests no_timer_check"
@@ -103,6 +106,7 @@ struct ParsedConfig {
         entropy = c.omit_devices & UInt32(VMZ_OMIT_ENTROPY) == 0
         serialPorts = try SerialPort.parse(c)
         guestArchitecture = try GuestArchitecture(raw: c.guest_architecture)
+        startTimeout = c.start_timeout_ms == 0 ? ParsedConfig.defaultStartTimeout : Double(c.start_timeout_ms) / 1000
 
         try ParsedConfig.checkFile(kernelPath, VMZ_ERROR_KERNEL, "kernel")
         if let initrdPath {

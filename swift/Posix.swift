@@ -70,3 +70,85 @@ func withUnixAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, sockle
         }
     }
 }
+
+/// Opens `path` for reading if it is a regular file; otherwise throws
+/// `code` saying what it is. The open itself never blocks (O_NONBLOCK,
+/// cleared again afterwards): a FIFO swapped in for a validated file would
+/// otherwise hang the open until a writer comes.
+func openRegularFile(_ path: String, _ code: VMZErrorCode, _ what: String) throws -> Int32 {
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+    if fd < 0 {
+        let e = errno
+        throw BridgeError(code, "\(what) \(quoted(path)) cannot be opened: \(String(cString: strerror(e)))\(descriptorLimitNote(e))")
+    }
+    var st = stat()
+    guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+        let kind = fileKind(st.st_mode)
+        close(fd)
+        throw BridgeError(code, "\(what) \(quoted(path)) is not a regular file (it is \(kind))")
+    }
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+    return fd
+}
+
+/// "a FIFO", "a directory", ... for messages.
+func fileKind(_ mode: mode_t) -> String {
+    switch mode & S_IFMT {
+    case S_IFREG: return "a regular file"
+    case S_IFDIR: return "a directory"
+    case S_IFIFO: return "a FIFO"
+    case S_IFSOCK: return "a socket"
+    case S_IFCHR: return "a character device"
+    case S_IFBLK: return "a block device"
+    case S_IFLNK: return "a symbolic link"
+    default: return "of an unknown kind"
+    }
+}
+
+/// For an error that means "out of descriptors": which limit, its value,
+/// and what a VM needs; "" for other errors.
+func descriptorLimitNote(_ err: Int32) -> String {
+    guard err == EMFILE || err == ENFILE else { return "" }
+    if err == ENFILE { return " (the system-wide open file limit is reached)" }
+    var limit = rlimit()
+    getrlimit(RLIMIT_NOFILE_VALUE, &limit)
+    return " (RLIMIT_NOFILE, this process's open-descriptor limit (`ulimit -n`), is \(limit.rlim_cur): "
+        + "each VM keeps \(descriptorsPerVM) descriptors open in this process, \(descriptorsWhileStarting) more while "
+        + "it starts, and its QEMU needs about \(descriptorsForQEMU) of its own: raise the limit)"
+}
+
+/// Descriptors a VM keeps in this process: serial input and output copies,
+/// the QMP connection, the pidfd, QEMU's stderr.
+let descriptorsPerVM = 5
+/// Opened only while a VM starts: kernel, initrd, /dev/null, the stderr
+/// pipe's write end, the QMP listener, the spawner's report pipe.
+let descriptorsWhileStarting = 7
+/// Descriptors QEMU itself opens (measured: q35, TCG, one CPU, user
+/// networking, QEMU 7.2), plus margin.
+let descriptorsForQEMU = 40
+
+#if os(Linux)
+private let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+#else
+private let RLIMIT_NOFILE_VALUE = RLIMIT_NOFILE
+#endif
+
+/// `text` with every occurrence of `target` replaced by `replacement`
+/// (the Linux engine does without Foundation).
+func replacingAll(_ text: String, _ target: String, _ replacement: String) -> String {
+    guard !target.isEmpty else { return text }
+    let t = Array(target.utf8), src = Array(text.utf8)
+    var out = [UInt8]()
+    out.reserveCapacity(src.count)
+    var i = 0
+    while i < src.count {
+        if i + t.count <= src.count && src[i] == t[0] && Array(src[i..<i + t.count]) == t {
+            out.append(contentsOf: replacement.utf8)
+            i += t.count
+        } else {
+            out.append(src[i])
+            i += 1
+        }
+    }
+    return String(decoding: out, as: UTF8.self)
+}

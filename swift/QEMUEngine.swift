@@ -30,9 +30,9 @@ final class QEMUEngine: VMEngine {
     /// Accelerator, machine, CPU, firmware (QEMUMachineType.swift).
     private let machine: QEMUMachineType
 
-    /// Duplicates of the caller's serial descriptors, owned here.
-    private var inputFD: Int32 = -1
-    private var outputFD: Int32 = -1
+    /// Private copies of the caller's serial descriptors, owned here.
+    private var input: SerialDescriptor?
+    private var output: SerialDescriptor?
     /// Duplicates of the serial ports' sockets, owned here (QEMUConsole.swift).
     var portFDs: [Int32] = []
 
@@ -43,12 +43,27 @@ final class QEMUEngine: VMEngine {
     private var stderrTail = [UInt8]()
     private var qmp: QMPClient?
     private var startCompletion: ((BridgeError?) -> Void)?
+    /// Bounds `start` (config.startTimeout; shorter once QMP closed early).
+    private var startTimer: DispatchSourceTimer?
+    /// What `start` waits for now, for the timeout's message.
+    private var startWaitingFor = "QEMU's QMP greeting"
+    private var qmpClosedWhileStarting = false
+    /// Why the start was given up (QEMU is being killed): the start's error.
+    private var startError: BridgeError?
+    /// The child's descriptor names and what they are, for QEMU's messages.
+    private var childFileNames: [(String, String)] = []
     private var shutdownEvent: (guest: Bool, reason: String)?
     private var panicked = false
     private var forced = false
     private var exited = false
 
     private static let stderrLimit = 16 * 1024
+    /// Bound of one QMP exchange once the VM runs (request_stop): QEMU's
+    /// monitor answers in milliseconds unless QEMU is stopped or frozen.
+    static let qmpTimeout: Double = 3
+    /// How long QEMU may take to exit after closing QMP while starting
+    /// (it does that on its way out after an error) before it is killed.
+    private static let exitGrace: Double = 2
 
     // MARK: Limits and validation
 
@@ -195,13 +210,13 @@ final class QEMUEngine: VMEngine {
             accelerator: try QEMUEngine.resolveAccelerator(config.accelerator, for: guest),
             firmware: guest == .x86_64 ? QEMUEngine.findQboot(near: binary) : nil)
         if config.inputFD != VMZ_FD_DEFAULT {
-            inputFD = try QEMUEngine.privateCopy(of: config.inputFD, reading: true)
-            if isatty(inputFD) != 0 {
+            input = try SerialDescriptor(of: config.inputFD, reading: true)
+            if isatty(config.inputFD) != 0 {
                 log(.warn, "serial input is a terminal: QEMU runs in its own process group and cannot read it; pass a pipe")
             }
         }
         do {
-            outputFD = try QEMUEngine.privateCopy(
+            output = try SerialDescriptor(
                 of: config.outputFD == VMZ_FD_DEFAULT ? STDOUT_FILENO : config.outputFD, reading: false)
             for port in config.serialPorts { portFDs.append(try duplicate(port.fd)) }
         } catch {
@@ -215,46 +230,10 @@ final class QEMUEngine: VMEngine {
         log(.trace, "QEMU engine freed")
     }
 
-    /// A descriptor for QEMU's stdin/stdout that does not share the
-    /// caller's open file description where that can be avoided: QEMU sets
-    /// O_NONBLOCK on both, and on a shared description (a terminal, the
-    /// caller's own end of a pipe) that would make the caller's reads and
-    /// writes fail with EAGAIN. Pipes and terminals are reopened through
-    /// /proc/self/fd (a new description of the same pipe or terminal);
-    /// regular files need no care (O_NONBLOCK does nothing to them); other
-    /// kinds (sockets) are duplicated and so share their flags with the
-    /// caller's copy.
-    static func privateCopy(of fd: Int32, reading: Bool) throws -> Int32 {
-        var st = stat()
-        if fstat(fd, &st) == 0 {
-            let kind = st.st_mode & S_IFMT
-            if kind == S_IFIFO || kind == S_IFCHR {
-                // O_NONBLOCK only for the open itself: opening a pipe's
-                // read end must not wait for a writer (and a write end
-                // with no reader fails with ENXIO: then share).
-                let flags = (reading ? O_RDONLY : O_WRONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK
-                let copy = open("/proc/self/fd/\(fd)", flags)
-                if copy >= 0 {
-                    _ = fcntl(copy, F_SETFL, fcntl(copy, F_GETFL) & ~O_NONBLOCK)
-                    // Open above stdio, as duplicate() does.
-                    if copy > 2 { return copy }
-                    defer { close(copy) }
-                    return try duplicate(copy)
-                }
-                log(.debug, "cannot reopen descriptor \(fd) (\(String(cString: strerror(errno)))); sharing it")
-            } else if kind == S_IFSOCK {
-                log(.debug, "descriptor \(fd) is a socket: QEMU will make it non-blocking for its other users too")
-            }
-        }
-        return try duplicate(fd)
-    }
-
     private func closeSerial() {
-        if inputFD >= 0 { close(inputFD) }
-        if outputFD >= 0 { close(outputFD) }
+        input?.close()
+        output?.close()
         for fd in portFDs { close(fd) }
-        inputFD = -1
-        outputFD = -1
         portFDs = []
     }
 
@@ -295,27 +274,44 @@ final class QEMUEngine: VMEngine {
         var opened: [Int32] = []
         defer { for fd in opened { close(fd) } }
         func openFile(_ path: String, _ code: VMZErrorCode, _ what: String) throws -> Int32 {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            if fd < 0 { throw BridgeError(code, "\(what) \(quoted(path)) cannot be opened: \(String(cString: strerror(errno)))") }
+            let fd = try openRegularFile(path, code, what)
             opened.append(fd)
             return fd
         }
 
         var childFDs = [Int32](repeating: -1, count: ChildFD.count)
-        childFDs[Int(ChildFD.stdin)] = inputFD >= 0 ? inputFD : try openFile("/dev/null", VMZ_ERROR_IO, "null device")
-        childFDs[Int(ChildFD.stdout)] = outputFD
+        if let input {
+            childFDs[Int(ChildFD.stdin)] = try input.forChild(opened: &opened)
+        } else {
+            let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            if null < 0 { throw BridgeError.system("open", errno, "/dev/null\(descriptorLimitNote(errno))") }
+            opened.append(null)
+            childFDs[Int(ChildFD.stdin)] = null
+        }
+        if let output {
+            childFDs[Int(ChildFD.stdout)] = try output.forChild(opened: &opened)
+        }
         let kernel = try QEMUMachineType.bootableKernel(config.kernelPath, config.guestArchitecture)
         childFDs[Int(ChildFD.kernel)] = try openFile(kernel, VMZ_ERROR_KERNEL, "kernel")
+        childFileNames = [(
+            "/dev/fd/\(ChildFD.kernel)",
+            kernel == config.kernelPath
+                ? quoted(kernel)
+                : "\(quoted(config.kernelPath)) (its uncompressed copy \(quoted(kernel)))"
+        )]
         if let initrd = config.initrdPath {
             childFDs[Int(ChildFD.initrd)] = try openFile(initrd, VMZ_ERROR_INITRD, "initrd")
+            childFileNames.append(("/dev/fd/\(ChildFD.initrd)", quoted(initrd)))
         }
 
         var errPipe: [Int32] = [-1, -1]
         let pipeErr = vmz_pipe_cloexec(&errPipe)
-        if pipeErr != 0 { throw BridgeError.system("pipe2", pipeErr) }
+        if pipeErr != 0 { throw BridgeError.system("pipe2", pipeErr, "QEMU's stderr\(descriptorLimitNote(pipeErr))") }
         opened.append(errPipe[1])
         let stderrRead = errPipe[0]
         childFDs[Int(ChildFD.stderr)] = errPipe[1]
+        var stderrReadOwned = true
+        defer { if stderrReadOwned { close(stderrRead) } }
 
         // The QMP socket lives in a private directory (0700) only until the
         // client is connected; then both are removed.
@@ -328,6 +324,10 @@ final class QEMUEngine: VMEngine {
         let listener = try listenUnix(socketPath)
         opened.append(listener)
         childFDs[Int(ChildFD.qmp)] = listener
+        // Connected before QEMU runs (the connection waits in the
+        // listener's backlog): nothing can fail after the spawn that would
+        // leave QEMU running.
+        let client = try QMPClient(path: socketPath, queue: queue)
 
         var passed: [Int32] = []
         let args = arguments { fd in
@@ -343,12 +343,17 @@ final class QEMUEngine: VMEngine {
         var pidfd: Int32 = -1
         let rc = vmz_spawn(binary, &cArgs, childFDs, Int32(childFDs.count), &childPid, &pidfd)
         if rc != 0 {
-            close(stderrRead)
-            throw BridgeError(VMZ_ERROR_START_FAILED, "cannot run \(binary): \(String(cString: strerror(rc)))")
+            // EINVAL/EMFILE: the child could not move its descriptors below
+            // the limit.
+            let limit = descriptorLimitNote(rc == EINVAL ? EMFILE : rc)
+            throw BridgeError(VMZ_ERROR_START_FAILED, "cannot run \(binary): \(String(cString: strerror(rc)))\(limit)")
         }
+        // From here on nothing throws: QEMU is ended (killed if need be)
+        // and reaped through processExited on every path.
         pid = childPid
         log(.info, "QEMU started, pid \(pid), \(machine.architecture) guest, accelerator \(machine.accelerator == .hardware ? "kvm" : "tcg")")
 
+        stderrReadOwned = false
         watchStderr(stderrRead)
         let ps = DispatchSource.makeReadSource(fileDescriptor: pidfd, queue: queue)
         ps.setEventHandler { [self] in processExited() }
@@ -356,12 +361,54 @@ final class QEMUEngine: VMEngine {
         processSource = ps
         ps.resume()
 
-        // The listener already queues our connection: no polling, no race
-        // with QEMU's start-up.
-        let client = try QMPClient(path: socketPath, queue: queue)
         client.onMessage = { [unowned self] in self.handle($0) }
+        client.onClose = { [unowned self] in self.qmpClosed() }
         qmp = client
+        armStartTimer(after: config.startTimeout)
         client.resume()
+    }
+
+    /// (Re)arms the start's bound.
+    private func armStartTimer(after seconds: Double) {
+        startTimer?.cancel()
+        let t = DispatchSource.makeTimerSource(queue: queue)
+        t.schedule(deadline: .now() + seconds)
+        t.setEventHandler { [weak self] in self?.startTimedOut() }
+        startTimer = t
+        t.resume()
+    }
+
+    private func startTimedOut() {
+        guard startCompletion != nil, !exited else { return }
+        if qmpClosedWhileStarting {
+            abortStart(BridgeError(
+                VMZ_ERROR_START_FAILED,
+                "QEMU closed its QMP connection before the handshake completed and did not exit\(stderrNote)"))
+        } else {
+            abortStart(BridgeError(
+                VMZ_ERROR_TIMEOUT,
+                "QEMU did not start within \(seconds(config.startTimeout)) (start_timeout): waited for \(startWaitingFor)\(stderrNote)"))
+        }
+    }
+
+    /// Gives the start up with `error`: QEMU is killed, and processExited
+    /// reaps it and answers the start with `error`.
+    private func abortStart(_ error: BridgeError) {
+        guard startCompletion != nil, !exited else { return }
+        if startError == nil { startError = error }
+        log(.warn, "start failed: \(error.message); killing QEMU (pid \(pid))")
+        startTimer?.cancel()
+        startTimer = nil
+        kill(pid, SIGKILL)
+    }
+
+    /// QEMU closed QMP. While starting, that is QEMU on its way out after
+    /// an error (its exit status and stderr say more): give it a moment to
+    /// exit, then kill it.
+    private func qmpClosed() {
+        guard startCompletion != nil, !exited else { return }
+        qmpClosedWhileStarting = true
+        armStartTimer(after: QEMUEngine.exitGrace)
     }
 
     private func makePrivateDirectory() throws -> String {
@@ -413,10 +460,21 @@ final class QEMUEngine: VMEngine {
         }
     }
 
+    /// QEMU's stderr, with its names of inherited files (/dev/fd/3) replaced
+    /// by what they are.
     private var stderrText: String {
         var s = String(decoding: stderrTail, as: UTF8.self)
         while s.last == "\n" || s.last == " " { s.removeLast() }
+        for (name, what) in childFileNames {
+            s = replacingAll(replacingAll(s, "'\(name)'", what), name, what)
+        }
+        if s.contains("Too many open files") { s += descriptorLimitNote(EMFILE) }
         return s
+    }
+
+    private var stderrNote: String {
+        let t = stderrText
+        return t.isEmpty ? "" : ": \(t)"
     }
 
     // MARK: QMP
@@ -424,10 +482,28 @@ final class QEMUEngine: VMEngine {
     private func handle(_ message: JSON) {
         if message["QMP"] != nil {
             log(.trace, "QMP greeting")
+            guard startCompletion != nil, let qmp else { return }
+            startWaitingFor = "QEMU's answer to qmp_capabilities"
             do {
-                try qmp?.execute("qmp_capabilities")
+                try qmp.execute("qmp_capabilities", timeout: QEMUEngine.qmpTimeout) { [weak self] result in
+                    guard let self else { return }
+                    switch result {
+                    case .success:
+                        // QEMU loaded the kernel, built the machine and runs
+                        // its main loop.
+                        guard let completion = self.startCompletion, !self.exited, self.startError == nil else { return }
+                        self.startCompletion = nil
+                        self.startTimer?.cancel()
+                        self.startTimer = nil
+                        completion(nil)
+                    case .failure(let e):
+                        self.abortStart(BridgeError(VMZ_ERROR_START_FAILED, "QEMU refused qmp_capabilities: \(e.message)"))
+                    }
+                }
             } catch let e as BridgeError {
-                log(.warn, "QMP: \(e.message)")
+                // Closed: QEMU is on its way out (qmpClosed waits for its
+                // exit, which says why).
+                if !qmp.isClosed { abortStart(BridgeError(e.code, "QMP handshake: \(e.message)")) }
             } catch {}
         } else if let event = message["event"]?.string {
             log(.debug, "QMP event \(event)")
@@ -440,15 +516,8 @@ final class QEMUEngine: VMEngine {
             default:
                 break
             }
-        } else if message["return"] != nil {
-            if let completion = startCompletion {
-                // The first return answers qmp_capabilities: QEMU loaded the
-                // kernel, built the machine and runs its main loop.
-                startCompletion = nil
-                completion(nil)
-            }
-        } else if let error = message["error"] {
-            log(.warn, "QMP error: \(error["desc"]?.string ?? "?")")
+        } else {
+            log(.debug, "QMP: unexpected message ignored")
         }
     }
 
@@ -456,8 +525,11 @@ final class QEMUEngine: VMEngine {
         guard let qmp, startCompletion == nil, !exited else {
             throw BridgeError(VMZ_ERROR_INVALID_STATE, "QEMU is not running")
         }
+        guard !qmp.isClosed else {
+            throw BridgeError(VMZ_ERROR_INVALID_STATE, "QEMU is exiting (it closed its QMP connection)")
+        }
         // The ACPI power button; the guest decides what to do with it.
-        try qmp.execute("system_powerdown")
+        try qmp.execute("system_powerdown", timeout: QEMUEngine.qmpTimeout)
     }
 
     func forceStop() {
@@ -469,13 +541,15 @@ final class QEMUEngine: VMEngine {
 
     private func processExited() {
         guard !exited else { return }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let status = ChildExit.reap(pid)
         exited = true
         processSource?.cancel()
         processSource = nil
+        startTimer?.cancel()
+        startTimer = nil
         // Events QEMU sent before it died are still in the socket: read them
         // now, so the order of the two event sources does not matter.
+        qmp?.onClose = nil
         qmp?.readAvailable()
         qmp?.disconnect()
         qmp = nil
@@ -486,26 +560,26 @@ final class QEMUEngine: VMEngine {
         }
         closeSerial()
 
-        let how = outcome(status)
-        log(.debug, "QEMU pid \(pid) exited: \(describe(status))")
+        log(.debug, "QEMU pid \(pid) \(status.description)")
         if let completion = startCompletion, !forced {
             startCompletion = nil
-            switch how {
-            case .error(let e): completion(BridgeError(VMZ_ERROR_START_FAILED, e.message))
-            default: completion(BridgeError(VMZ_ERROR_START_FAILED, "QEMU stopped while starting"))
+            if let startError {
+                completion(startError)
+                return
+            }
+            let files = zip(["kernel", "initrd"], childFileNames).map { "\($0) \($1.1)" }.joined(separator: ", ")
+            switch outcome(status) {
+            case .error(let e): completion(BridgeError(VMZ_ERROR_START_FAILED, "\(e.message) (booting \(files))"))
+            default: completion(BridgeError(VMZ_ERROR_START_FAILED, "QEMU stopped while starting (booting \(files))"))
             }
             return
         }
         startCompletion = nil
-        delegate?.engineDidStop(how)
+        delegate?.engineDidStop(outcome(status))
     }
 
-    private func outcome(_ status: Int32) -> EngineStop {
+    private func outcome(_ status: ChildExit) -> EngineStop {
         if forced { return .forced }
-        var stderrNote: String {
-            let t = stderrText
-            return t.isEmpty ? "" : ": \(t)"
-        }
         if panicked || shutdownEvent?.reason == "guest-panic" {
             return .error(BridgeError(VMZ_ERROR_RUNTIME, "the guest kernel panicked"))
         }
@@ -513,14 +587,7 @@ final class QEMUEngine: VMEngine {
             if ev.guest { return .guest }
             return .error(BridgeError(VMZ_ERROR_RUNTIME, "QEMU shut down by itself (\(ev.reason))\(stderrNote)"))
         }
-        return .error(BridgeError(VMZ_ERROR_RUNTIME, "QEMU \(describe(status))\(stderrNote)"))
-    }
-
-    private func describe(_ status: Int32) -> String {
-        let sig = status & 0x7f
-        if sig == 0 { return "exited with status \((status >> 8) & 0xff)" }
-        let name = strsignal(sig).map { String(cString: $0) } ?? "signal \(sig)"
-        return "was killed by signal \(sig) (\(name))"
+        return .error(BridgeError(VMZ_ERROR_RUNTIME, "QEMU \(status.description)\(stderrNote)"))
     }
 }
 #endif

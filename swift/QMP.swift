@@ -198,16 +198,33 @@ private struct JSONParser {
 }
 
 /// The client end of a QMP connection. Lives on the engine's queue.
+///
+/// Every exchange is bounded: a command is sent within its deadline or not
+/// at all, and its answer (matched by the command's `id`) is awaited until
+/// the same deadline. Nothing is ever sent once the connection is closed:
+/// the descriptor's number may by then belong to another socket of the
+/// process, even another VM's.
 final class QMPClient {
     private let fd: Int32
     private let queue: DispatchQueue
     private var source: DispatchSourceRead?
     private var buffer = [UInt8]()
-    private var closed = false
-    /// Every complete message, in order.
+    private(set) var isClosed = false
+    private var nextID = 1
+    /// Answers read while nobody waited for them yet, by id.
+    private var answers: [Int: JSON] = [:]
+    /// Ids whose answer is delivered to a closure.
+    private var handlers: [Int: (String, (Result<JSON, BridgeError>) -> Void)] = [:]
+    /// Ids whose caller gave up waiting: their late answers are dropped.
+    private var abandoned = Set<Int>()
+    /// Every message that is not an answer (the greeting, events), in order.
     var onMessage: ((JSON) -> Void)?
+    /// Once, when the connection ends (QEMU closed it, or `disconnect`).
+    var onClose: (() -> Void)?
 
-    /// Connects to the listening socket at `path`.
+    /// Connects to the listening socket `listener` (bound at `path`): the
+    /// connection is queued in the listener's backlog, so this succeeds
+    /// before QEMU runs, and no failure is left for after the spawn.
     init(path: String, queue: DispatchQueue) throws {
         self.queue = queue
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -226,6 +243,7 @@ final class QMPClient {
 
     /// Starts delivering messages to `onMessage`.
     func resume() {
+        guard !isClosed else { return }
         let s = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
         s.setEventHandler { [weak self] in self?.readAvailable() }
         source = s
@@ -236,13 +254,14 @@ final class QMPClient {
     /// the socket synchronously when QEMU has exited.
     @discardableResult
     func readAvailable() -> Bool {
-        if closed { return true }
+        if isClosed { return true }
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
                 buffer.append(contentsOf: chunk[0..<n])
                 deliverLines()
+                if isClosed { return true }
                 continue
             }
             if n < 0 && errno == EINTR { continue }
@@ -257,43 +276,121 @@ final class QMPClient {
             let line = Array(buffer[..<nl])
             buffer.removeSubrange(...nl)
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x0d }) { continue }
-            if let msg = JSON.parse(line) {
-                onMessage?(msg)
-            } else {
+            guard let msg = JSON.parse(line) else {
                 log(.warn, "QMP: unparsable message: \(String(decoding: line, as: UTF8.self))")
+                continue
+            }
+            if case .number(let n)? = msg["id"], msg["return"] != nil || msg["error"] != nil {
+                let id = Int(n)
+                if let (_, handler) = handlers.removeValue(forKey: id) {
+                    handler(QMPClient.result(of: msg))
+                } else if abandoned.remove(id) == nil {
+                    answers[id] = msg
+                }
+            } else {
+                onMessage?(msg)
             }
         }
     }
 
-    /// Sends one command (`{"execute": name}` plus arguments given as a JSON
-    /// object text).
-    func execute(_ name: String, arguments: String? = nil) throws {
-        var text = "{\"execute\": \(jsonQuote(name))"
+    private static func result(of answer: JSON) -> Result<JSON, BridgeError> {
+        if let error = answer["error"] {
+            let desc = error["desc"]?.string ?? "(no description)"
+            return .failure(BridgeError(VMZ_ERROR_RUNTIME, "QEMU refused the command: \(desc)"))
+        }
+        return .success(answer["return"] ?? .null)
+    }
+
+    private func closedError(_ name: String) -> BridgeError {
+        BridgeError(VMZ_ERROR_INVALID_STATE, "QEMU's QMP connection is closed (QEMU is exiting): \(name) not sent")
+    }
+
+    /// Sends `name` and returns its answer, both within `timeout` seconds.
+    /// Errors: the connection is closed (INVALID_STATE, nothing sent), the
+    /// deadline passed (TIMEOUT: QEMU is stopped or frozen), QEMU refused
+    /// the command (RUNTIME, with QEMU's description).
+    @discardableResult
+    func execute(_ name: String, arguments: String? = nil, timeout: Double) throws -> JSON {
+        let deadline = Deadline(seconds: timeout)
+        let id = try send(name, arguments: arguments, deadline: deadline)
+        while true {
+            if let answer = answers.removeValue(forKey: id) {
+                switch QMPClient.result(of: answer) {
+                case .success(let value): return value
+                case .failure(let e): throw BridgeError(e.code, "\(name): \(e.message)")
+                }
+            }
+            if isClosed {
+                throw BridgeError(VMZ_ERROR_INVALID_STATE, "QEMU closed its QMP connection before answering \(name)")
+            }
+            let left = deadline.milliseconds
+            if left <= 0 {
+                abandoned.insert(id)
+                throw BridgeError(
+                    VMZ_ERROR_TIMEOUT, "QEMU did not answer \(name) within \(seconds(timeout)) (is QEMU stopped or frozen?)")
+            }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&p, 1, left)
+            readAvailable()
+        }
+    }
+
+    /// Sends `name` within `timeout` seconds; its answer goes to `answer`
+    /// on the queue when it arrives (never if the connection closes first).
+    func execute(
+        _ name: String, timeout: Double, answer: @escaping (Result<JSON, BridgeError>) -> Void
+    ) throws {
+        let id = try send(name, arguments: nil, deadline: Deadline(seconds: timeout))
+        if let early = answers.removeValue(forKey: id) {
+            answer(QMPClient.result(of: early))
+        } else {
+            handlers[id] = (name, answer)
+        }
+    }
+
+    /// Writes one command with a fresh id, whole or not at all (a command
+    /// cut in half would corrupt the stream: the connection is then closed).
+    private func send(_ name: String, arguments: String?, deadline: Deadline) throws -> Int {
+        guard !isClosed else { throw closedError(name) }
+        let id = nextID
+        nextID += 1
+        var text = "{\"execute\": \(jsonQuote(name)), \"id\": \(id)"
         if let arguments { text += ", \"arguments\": \(arguments)" }
         text += "}\n"
         log(.trace, "QMP -> \(text.dropLast())")
-        var bytes = Array(text.utf8)
+        let bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes {
-                send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+            let n = bytes.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
             }
             if n > 0 {
                 offset += n
-            } else if n < 0 && (errno == EINTR) {
+            } else if n < 0 && errno == EINTR {
                 continue
             } else if n < 0 && errno == EAGAIN {
+                let left = deadline.milliseconds
+                if left <= 0 {
+                    if offset > 0 { disconnect() }
+                    throw BridgeError(
+                        VMZ_ERROR_TIMEOUT,
+                        "QEMU did not read the QMP command \(name) within \(seconds(deadline.total)) (is QEMU stopped or frozen?)")
+                }
                 var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                _ = poll(&p, 1, 1000)
+                _ = poll(&p, 1, left)
             } else {
-                throw BridgeError.system("send", errno, "QMP \(name)")
+                let e = errno
+                disconnect()
+                if e == EPIPE || e == ECONNRESET { throw closedError(name) }
+                throw BridgeError.system("send", e, "QMP \(name)")
             }
         }
+        return id
     }
 
     func disconnect() {
-        if closed { return }
-        closed = true
+        if isClosed { return }
+        isClosed = true
         if let source {
             // The source owns the descriptor from here: close it when the
             // cancellation is complete, never while dispatch still watches it.
@@ -304,8 +401,45 @@ final class QMPClient {
         } else {
             Glibc.close(fd)
         }
+        handlers = [:]
+        answers = [:]
+        let closed = onClose
+        onClose = nil
+        closed?()
     }
 
-    deinit { disconnect() }
+    deinit {
+        onClose = nil
+        disconnect()
+    }
+}
+
+/// A point in time on the monotonic clock, `seconds` from its creation.
+struct Deadline {
+    let total: Double
+    private let end: UInt64
+
+    init(seconds: Double) {
+        total = seconds
+        end = Deadline.now() + UInt64(max(0, seconds) * 1e9)
+    }
+
+    /// Milliseconds left (rounded up), 0 when passed.
+    var milliseconds: Int32 {
+        let now = Deadline.now()
+        guard now < end else { return 0 }
+        return Int32(min(Double(Int32.max), (Double(end - now) / 1e6).rounded(.up)))
+    }
+
+    private static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+/// "3 s", "0.5 s".
+func seconds(_ s: Double) -> String {
+    s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
 }
 #endif

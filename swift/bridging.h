@@ -3,3 +3,5 @@
  * helpers (the Linux engine's fork/exec, the kernel cache's hash). */
 #include "../include/libvmz.h"
 #include "csupport/vmz_spawn.h"
+#include "csupport/vmz_relay.h"
+#include "csupport/vmz_signals.h"

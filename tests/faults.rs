@@ -392,3 +392,225 @@ fn a_panic_without_the_pvpanic_driver_still_ends_the_vm() {
     }
     before.assert_restored();
 }
+
+// ---------------------------------------------------------------------
+// The adversarial probe's faults (issue 10): QMP, start bounds, spawn/wait.
+
+/// An executable script in `dir`.
+fn script(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Fault 1 (and 13's misreported poweroffs): when QEMU closes QMP on its
+/// way out, the descriptor number is free for the process to reuse; a
+/// `request_stop` in that window must not write into whatever now holds
+/// it. A request_stop loop runs while the guest powers off and another
+/// thread keeps opening sockets; none of them may receive a byte, every
+/// failed request is a typed error, and the end is the guest's own stop.
+#[test]
+fn request_stop_during_a_poweroff_never_writes_into_another_socket() {
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    for round in 0..2 {
+        common::with_booted_guest(|vm, _events, console| {
+            let done = Arc::new(AtomicBool::new(false));
+            let stray = Arc::new(AtomicUsize::new(0));
+            let opener = {
+                let (done, stray) = (done.clone(), stray.clone());
+                std::thread::spawn(move || {
+                    let mut held: Vec<(UnixStream, UnixStream)> = Vec::new();
+                    let mut buf = [0u8; 512];
+                    while !done.load(Ordering::Relaxed) {
+                        let (a, b) = UnixStream::pair().unwrap();
+                        a.set_nonblocking(true).unwrap();
+                        b.set_nonblocking(true).unwrap();
+                        held.push((a, b));
+                        if held.len() > 64 {
+                            held.remove(0);
+                        }
+                        for (a, b) in &held {
+                            for mut s in [a, b] {
+                                if let Ok(n) = s.read(&mut buf) {
+                                    if n > 0 {
+                                        eprintln!(
+                                            "stray bytes: {:?}",
+                                            String::from_utf8_lossy(&buf[..n])
+                                        );
+                                        stray.fetch_add(n, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                })
+            };
+            console.send_line("poweroff");
+            let deadline = Instant::now() + BOOT_TIMEOUT;
+            let mut accepted = 0;
+            let error = loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "request_stop kept succeeding for {BOOT_TIMEOUT:?}"
+                );
+                match vm.request_stop() {
+                    Ok(()) => accepted += 1,
+                    Err(e) => break e,
+                }
+            };
+            let exit = vm.wait_timeout(BOOT_TIMEOUT).expect("the VM ends");
+            std::thread::sleep(Duration::from_millis(200));
+            done.store(true, Ordering::Relaxed);
+            opener.join().unwrap();
+            eprintln!("round {round}: {accepted} requests accepted, then: {error}");
+            assert_eq!(error.code(), ErrorCode::InvalidState, "{error}");
+            assert_eq!(
+                stray.load(Ordering::Relaxed),
+                0,
+                "QMP commands landed in other sockets"
+            );
+            assert!(
+                matches!(exit, Exit::GuestStopped),
+                "the guest's poweroff: {exit:?}"
+            );
+        });
+    }
+}
+
+/// Fault 2: a stopped (SIGSTOP) QEMU. `request_stop` gives up within its
+/// bound with a timeout error instead of queueing commands or blocking,
+/// and `force_stop` and `Drop` finish (they kill QEMU).
+#[test]
+fn a_frozen_qemu_bounds_request_stop_and_cannot_block_force_stop() {
+    common::with_booted_guest(|vm, _events, _console| {
+        let qemu = the_qemu();
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(qemu, libc::SIGSTOP) }, 0);
+        let t = Instant::now();
+        let e = vm
+            .request_stop()
+            .expect_err("a frozen QEMU cannot take a request");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "request_stop took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(e.code(), ErrorCode::Timeout, "{e}");
+        assert!(e.to_string().contains("system_powerdown"), "{e}");
+        // Again: still bounded (nothing queued behind the first).
+        let t = Instant::now();
+        assert!(vm.request_stop().is_err());
+        assert!(t.elapsed() < Duration::from_secs(10));
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _ = tx.send(vm.force_stop());
+            });
+            let r = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("force_stop of a frozen QEMU returns within 20 s");
+            r.unwrap();
+        });
+        assert_eq!(vm.state(), State::Stopped);
+    });
+}
+
+/// Faults 6 and 8: a QEMU that never completes the QMP handshake (silent,
+/// closes QMP, refuses qmp_capabilities, greets and never answers). The
+/// start fails within its configurable bound with a message saying what
+/// it waited for, and the process is killed and reaped before the start
+/// returns.
+#[test]
+fn a_qemu_that_never_completes_the_handshake_is_bounded_and_killed() {
+    let _s = common::serial();
+    common::guest();
+    let dir =
+        common::TempDir(std::env::temp_dir().join(format!("vmz-fake-qemu-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let py = |body: &str| {
+        format!(
+            "#!/usr/bin/env python3\nimport socket, time\nl = socket.socket(fileno=5)\nc, _ = l.accept()\n{body}\ntime.sleep(600)\n"
+        )
+    };
+    let greet = r#"c.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\n')"#;
+    let cases = [
+        ("silent", "#!/bin/sh\nexec sleep 600\n".to_string(), ErrorCode::Timeout, "QMP greeting"),
+        ("closes", py("c.close()"), ErrorCode::StartFailed, "closed its QMP connection"),
+        (
+            "refuses",
+            py(&format!(
+                "{greet}\nimport json\nreq = json.loads(c.makefile().readline())\nc.sendall(json.dumps({{'id': req['id'], 'error': {{'class': 'GenericError', 'desc': 'not today'}}}}).encode() + b'\\n')"
+            )),
+            ErrorCode::StartFailed,
+            "not today",
+        ),
+        ("mute", py(greet), ErrorCode::Timeout, "answer to qmp_capabilities"),
+    ];
+    let before = Resources::now();
+    for (name, text, code, says) in cases {
+        let fake = script(&dir.0, name, &text);
+        let config = common::guest_builder(&common::guest().kernel)
+            .nat(false)
+            .start_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let vm = common::with_env("VMZ_QEMU", &fake, || Machine::new(&config).unwrap());
+        let (tx, rx) = mpsc::channel();
+        let t = Instant::now();
+        vm.start_with(move |r| {
+            let _ = tx.send(r);
+        })
+        .unwrap();
+        let result = rx
+            .recv_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|_| panic!("{name}: start did not return within 15 s (bound: 2 s)"));
+        let e = result.expect_err(name);
+        eprintln!("{name}: {:?} after {:?}: {e}", e.code(), t.elapsed());
+        assert_eq!(e.code(), code, "{name}: {e}");
+        assert!(e.to_string().contains(says), "{name}: {e}");
+        assert!(
+            common::children().is_empty(),
+            "{name}: the fake QEMU was killed and reaped"
+        );
+        assert_eq!(vm.state(), State::Error);
+        drop(vm);
+    }
+    before.assert_restored();
+}
+
+/// Fault 13: QEMU's messages name the caller's files, not the descriptors
+/// QEMU got them as (/dev/fd/3): a kernel QEMU cannot parse, and a
+/// bzImage cut after its header, a kernel emptied between create and
+/// start.
+#[test]
+fn qemus_errors_name_the_kernel_not_its_descriptor() {
+    let _s = common::serial();
+    let (bogus, dir) = common::bogus_elf_kernel("names");
+    let cut = dir.0.join("cut-bzImage");
+    let bz = std::fs::read(&common::guest().bzimage).unwrap();
+    std::fs::write(&cut, &bz[..0x1000]).unwrap();
+    let emptied = dir.0.join("emptied-bzImage");
+    std::fs::write(&emptied, &bz[..0x1000]).unwrap();
+    for kernel in [bogus, cut, emptied] {
+        let config = vmz::Config::builder(&kernel)
+            .memory_mib(128)
+            .nat(false)
+            .build()
+            .unwrap();
+        let vm = Machine::new(&config).unwrap();
+        if kernel.ends_with("emptied-bzImage") {
+            // Emptied after the checks: QEMU says "could not load kernel
+            // '/dev/fd/3'".
+            std::fs::write(&kernel, b"").unwrap();
+        }
+        let e = vm.start().expect_err("QEMU refuses the kernel");
+        let text = e.to_string();
+        eprintln!("{text}");
+        assert!(!text.contains("/dev/fd/"), "{text}");
+        assert!(text.contains(&*kernel.to_string_lossy()), "{text}");
+    }
+}

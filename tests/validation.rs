@@ -340,24 +340,11 @@ fn errors_are_freed_exactly_once() {
     assert_eq!(vmz::live_objects(), before);
 }
 
-/// Runs `f` with an environment variable set (tests holding `serial()`
-/// only, so no other test of this binary reads the environment meanwhile).
-fn with_env<T>(key: &str, value: &str, f: impl FnOnce() -> T) -> T {
-    let old = std::env::var_os(key);
-    std::env::set_var(key, value);
-    let out = f();
-    match old {
-        Some(v) => std::env::set_var(key, v),
-        None => std::env::remove_var(key),
-    }
-    out
-}
-
 #[test]
 fn an_unknown_vmz_accel_value_is_an_accelerator_error() {
     let _s = common::serial();
     let c = guest_builder().build().unwrap();
-    with_env("VMZ_ACCEL", "warp-drive", || {
+    common::with_env("VMZ_ACCEL", "warp-drive", || {
         assert_rejected(c, ErrorCode::Accelerator, "VMZ_ACCEL=warp-drive");
     });
 }
@@ -371,7 +358,7 @@ fn software_emulation_can_be_forced() {
         .unwrap();
     c.validate().unwrap();
     // An explicit choice wins over the environment.
-    with_env("VMZ_ACCEL", "warp-drive", || c.validate()).unwrap();
+    common::with_env("VMZ_ACCEL", "warp-drive", || c.validate()).unwrap();
 }
 
 #[test]
@@ -379,7 +366,7 @@ fn a_missing_qemu_is_engine_unavailable() {
     let _s = common::serial();
     let before = Resources::now();
     let c = guest_builder().build().unwrap();
-    let e = with_env("VMZ_QEMU", "/nonexistent/qemu-system-x86_64", || {
+    let e = common::with_env("VMZ_QEMU", "/nonexistent/qemu-system-x86_64", || {
         Machine::new(&c).unwrap_err()
     });
     assert_eq!(e.code(), ErrorCode::EngineUnavailable, "{e}");

@@ -9,6 +9,7 @@ mod qemu_args;
 pub use bounded::*;
 #[allow(unused_imports)]
 pub use qemu_args::*;
+pub mod child;
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -497,3 +498,17 @@ pub const MARKER: &str = "VMZ-GUEST-READY";
 
 /// Generous under emulation on a busy 2-core machine.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `f` with the environment variable `key` set to `value`, then
+/// restores it. Only under [`serial`]: no other test of the binary creates
+/// a VM (and reads the environment) meanwhile.
+pub fn with_env<T>(key: &str, value: impl AsRef<std::ffi::OsStr>, f: impl FnOnce() -> T) -> T {
+    let old = std::env::var_os(key);
+    std::env::set_var(key, value);
+    let out = f();
+    match old {
+        Some(v) => std::env::set_var(key, v),
+        None => std::env::remove_var(key),
+    }
+    out
+}
