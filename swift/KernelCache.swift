@@ -35,7 +35,7 @@ enum KernelCache {
     /// payload can be unpacked here; nil to boot `path` as it is.
     static func uncompressed(for path: String) -> String? {
         // The header first: an ELF vmlinux (tens of MB) is not read whole.
-        guard isBzImage(path), let found = lookup(path, "vmlinux") else { return nil }
+        guard (try? KernelFormat(path: path)) == .bzImage, let found = lookup(path, "vmlinux") else { return nil }
         let data: [UInt8], identity: FileIdentity
         switch found {
         case .hit(let target): return target
@@ -139,16 +139,6 @@ enum KernelCache {
             }
         }
         return dir
-    }
-
-    /// "HdrS" at 0x202: the x86 boot protocol's setup header.
-    private static func isBzImage(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return false }
-        defer { close(fd) }
-        var magic = [UInt8](repeating: 0, count: 4)
-        let n = magic.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4, 0x202) }
-        return n == 4 && magic == Array("HdrS".utf8)
     }
 
     /// What identifies a file's version without reading it.
