@@ -25,25 +25,6 @@ func findExecutable(_ name: String) -> String? {
     return nil
 }
 
-/// A path quoted for messages, with control characters escaped.
-func quoted(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        default:
-            if u.value < 0x20 || u.value == 0x7f {
-                out += "\\x" + String(u.value, radix: 16)
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-    }
-    return out + "\""
-}
-
 /// Duplicates a descriptor, close-on-exec, above stdio.
 func duplicate(_ fd: Int32) throws -> Int32 {
     let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)

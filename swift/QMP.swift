@@ -38,28 +38,6 @@ indirect enum JSON: Equatable {
     }
 }
 
-/// A JSON string literal for `s`.
-func jsonQuote(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 {
-                let hex = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-    }
-    return out + "\""
-}
-
 private struct JSONParser {
     let bytes: [UInt8]
     var index = 0
@@ -354,7 +332,7 @@ final class QMPClient {
         guard !isClosed else { throw closedError(name) }
         let id = nextID
         nextID += 1
-        var text = "{\"execute\": \(jsonQuote(name)), \"id\": \(id)"
+        var text = "{\"execute\": \(quoted(name)), \"id\": \(id)"
         if let arguments { text += ", \"arguments\": \(arguments)" }
         text += "}\n"
         log(.trace, "QMP -> \(text.dropLast())")

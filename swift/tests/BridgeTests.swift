@@ -45,11 +45,11 @@ func testJSON() {
 }
 
 func testQuoting() {
-    for s in ["plain", "quote \" and \\ backslash", "new\nline\ttab\r", "\u{1}\u{1f}", "é€😀"] {
-        check(parse(jsonQuote(s)) == .string(s), "jsonQuote round trip of \(s.debugDescription)")
+    for s in ["plain", "quote \" and \\ backslash", "new\nline\ttab\r", "\u{1}\u{1f}\u{7f}", "é€😀"] {
+        check(parse(quoted(s)) == .string(s), "quoted round trip of \(s.debugDescription)")
     }
     check(quoted("a\"b\n") == "\"a\\\"b\\n\"", "quoted escapes quotes and newlines")
-    check(quoted("\u{7}") == "\"\\x7\"", "quoted escapes control characters")
+    check(quoted("\u{7}\u{7f}") == "\"\\u0007\\u007f\"", "quoted escapes control characters and DEL")
 }
 
 func testConfig() {
