@@ -5,3 +5,4 @@
 #include "csupport/vmz_spawn.h"
 #include "csupport/vmz_relay.h"
 #include "csupport/vmz_signals.h"
+#include "csupport/vmz_hash.h"

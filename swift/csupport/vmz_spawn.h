@@ -1,5 +1,4 @@
-/* The bridge's C helpers (internal, not ABI). vmz_spawn and
- * vmz_pipe_cloexec exist on Linux only; vmz_fnv1a64 everywhere.
+/* The Linux engine's process spawning (internal, not ABI; Linux only).
  *
  * vmz_spawn: starts a child process for the Linux engine.
  *
@@ -40,10 +39,6 @@ int vmz_wait_child(pid_t pid, int *code, int *status);
  * Returns 0 or an errno value. */
 int vmz_pipe_cloexec(int fds[2]);
 #endif
-
-/* FNV-1a, 64 bits, of `len` bytes: the kernel cache's content key (C for
- * speed in debug builds of the Swift bridge). */
-unsigned long long vmz_fnv1a64(const void *data, unsigned long len);
 
 #ifdef __cplusplus
 }
