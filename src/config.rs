@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::architecture::GuestArchitecture;
 use crate::console::{ConsoleDevice, RawPorts, SerialPort};
-use crate::error::{Error, Result};
+use crate::error::{bridge_call, Error, Result};
 use crate::sys;
 
 const MIB: u64 = 1 << 20;
@@ -127,16 +127,9 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         crate::log_bridge::init();
         self.with_raw(|raw| {
-            let mut err: sys::VMZErrorRef = std::ptr::null_mut();
-            // SAFETY: `raw` and its strings are valid for this call; `err`
-            // is a valid out-parameter whose error we take ownership of.
-            let ok = unsafe { sys::vmz_validate_config(raw, &mut err) };
-            if ok {
-                Ok(())
-            } else {
-                // SAFETY: on failure the bridge stored an error we now own.
-                Err(unsafe { Error::from_out(err) })
-            }
+            // SAFETY: `raw` and its strings are valid for this call; the
+            // out-parameter goes to the bridge as it is.
+            unsafe { bridge_call(|err| sys::vmz_validate_config(raw, err).then_some(())) }
         })?
     }
 
@@ -453,12 +446,9 @@ impl Limits {
             struct_size: std::mem::size_of::<sys::VMZLimits>() as u32,
             ..Default::default()
         };
-        let mut err: sys::VMZErrorRef = std::ptr::null_mut();
-        // SAFETY: both pointers are valid for the call.
-        if !unsafe { sys::vmz_get_limits(&mut raw, &mut err) } {
-            // SAFETY: on failure we own the error stored in `err`.
-            return Err(unsafe { Error::from_out(err) });
-        }
+        // SAFETY: `raw` is valid for the call; the out-parameter goes to the
+        // bridge as it is.
+        unsafe { bridge_call(|err| sys::vmz_get_limits(&mut raw, err).then_some(())) }?;
         Ok(Limits {
             min_cpus: raw.min_cpu_count,
             max_cpus: raw.max_cpu_count,

@@ -200,17 +200,30 @@ impl Error {
             Error::CalledFromHandler(_) => ErrorCode::InvalidState,
         }
     }
+}
 
-    /// Takes an error from a bridge out-parameter after a call that
-    /// reported failure (the bridge always stores one then).
-    ///
-    /// # Safety
-    /// As [`BridgeError::from_raw`].
-    pub(crate) unsafe fn from_out(ptr: sys::VMZErrorRef) -> Error {
-        // SAFETY: forwarded to the caller.
-        let error = unsafe { BridgeError::from_raw(ptr) };
-        Error::Bridge(error.expect("the vmz bridge reported a failure without an error object"))
+/// Calls a bridge function that follows the ABI's failure convention: it
+/// returns `false` (or NULL) and stores an error object, which the caller
+/// then owns, in its error out-parameter. `call` gets that out-parameter
+/// (NULL before the call) and returns `Some(value)` on success, `None` on
+/// failure; the error becomes [`Error::Bridge`].
+///
+/// # Safety
+/// `call` must hand the out-parameter to the bridge function and leave it as
+/// the bridge left it: after a failure it holds an error this takes over.
+pub(crate) unsafe fn bridge_call<T>(
+    call: impl FnOnce(&mut sys::VMZErrorRef) -> Option<T>,
+) -> Result<T> {
+    let mut err: sys::VMZErrorRef = std::ptr::null_mut();
+    if let Some(value) = call(&mut err) {
+        return Ok(value);
     }
+    // SAFETY: after a failure `err` is NULL or an error object we now own
+    // (the caller's promise).
+    let error = unsafe { BridgeError::from_raw(err) };
+    Err(Error::Bridge(error.expect(
+        "the vmz bridge reported a failure without an error object",
+    )))
 }
 
 /// The result type of this crate.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{bridge_call, Result};
 use crate::events::{self, Event, Exit, Phase, Shared, StartContext};
 use crate::sys;
 
@@ -78,16 +78,6 @@ impl std::fmt::Debug for Machine {
     }
 }
 
-/// Turns a bridge boolean result and its error out-parameter into a Result.
-fn check(ok: bool, err: sys::VMZErrorRef) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        // SAFETY: on failure the bridge stored an error we now own.
-        Err(unsafe { Error::from_out(err) })
-    }
-}
-
 impl Machine {
     /// Validates `config` and creates the VM; nothing runs until
     /// [`start`](Machine::start). Events are not delivered anywhere; use
@@ -112,15 +102,11 @@ impl Machine {
         let shared = Shared::new(handler);
         let handle = config.with_raw(|raw| {
             let callbacks = events::callbacks(&shared);
-            let mut err: sys::VMZErrorRef = std::ptr::null_mut();
             // SAFETY: `raw`, its strings and `callbacks` are valid for the
-            // call. The bridge owns one reference to `shared` (the context)
-            // and releases it through `release_context`, also on failure.
-            let handle = unsafe { sys::vmz_create(raw, &callbacks, &mut err) };
-            NonNull::new(handle).ok_or_else(|| {
-                // SAFETY: on failure the bridge stored an error we now own.
-                unsafe { Error::from_out(err) }
-            })
+            // call; the out-parameter goes to the bridge as it is. The
+            // bridge owns one reference to `shared` (the context) and
+            // releases it through `release_context`, also on failure.
+            unsafe { bridge_call(|err| NonNull::new(sys::vmz_create(raw, &callbacks, err))) }
         })??;
         log::debug!("created VM for kernel {}", config.kernel().display());
         Ok(Machine { handle, shared })
@@ -164,18 +150,21 @@ impl Machine {
             shared: self.shared.clone(),
             then,
         }));
-        let mut err: sys::VMZErrorRef = std::ptr::null_mut();
-        // SAFETY: the handle is live while `self` is. On success the bridge
-        // calls `start_completion` exactly once with `ctx`, which frees it.
-        let ok = unsafe {
-            sys::vmz_start(
-                self.handle.as_ptr(),
-                Some(events::start_completion),
-                ctx as *mut c_void,
-                &mut err,
-            )
+        // SAFETY: the handle is live while `self` is; the out-parameter goes
+        // to the bridge as it is. On success the bridge calls
+        // `start_completion` exactly once with `ctx`, which frees it.
+        let result = unsafe {
+            bridge_call(|err| {
+                sys::vmz_start(
+                    self.handle.as_ptr(),
+                    Some(events::start_completion),
+                    ctx as *mut c_void,
+                    err,
+                )
+                .then_some(())
+            })
         };
-        if !ok {
+        if result.is_err() {
             // SAFETY: the bridge did not take `ctx`: free it here.
             drop(unsafe { Box::from_raw(ctx) });
             let mut phase = self.shared.phase();
@@ -183,18 +172,16 @@ impl Machine {
                 *phase = Phase::Created;
             }
         }
-        check(ok, err)
+        result
     }
 
     /// Asks the guest to stop (the ACPI power button). Returns once the
     /// request is delivered; the guest decides whether and when to stop,
     /// and the end is reported as [`Event::GuestStopped`].
     pub fn request_stop(&self) -> Result<()> {
-        let mut err: sys::VMZErrorRef = std::ptr::null_mut();
-        // SAFETY: the handle is live while `self` is; `err` is a valid
-        // out-parameter.
-        let ok = unsafe { sys::vmz_request_stop(self.handle.as_ptr(), &mut err) };
-        check(ok, err)
+        // SAFETY: the handle is live while `self` is; the out-parameter goes
+        // to the bridge as it is.
+        unsafe { bridge_call(|err| sys::vmz_request_stop(self.handle.as_ptr(), err).then_some(())) }
     }
 
     /// Stops the VM at once (the guest gets no say) and waits until it has
@@ -202,21 +189,24 @@ impl Machine {
     pub fn force_stop(&self) -> Result<()> {
         events::check_may_block("Machine::force_stop")?;
         let ctx = Arc::into_raw(self.shared.clone()) as *mut c_void;
-        let mut err: sys::VMZErrorRef = std::ptr::null_mut();
-        // SAFETY: the handle is live; on success the bridge calls
-        // `force_stop_completion` exactly once with `ctx`, which frees it.
-        let ok = unsafe {
-            sys::vmz_force_stop(
-                self.handle.as_ptr(),
-                Some(events::force_stop_completion),
-                ctx,
-                &mut err,
-            )
+        // SAFETY: the handle is live; the out-parameter goes to the bridge
+        // as it is. On success the bridge calls `force_stop_completion`
+        // exactly once with `ctx`, which frees it.
+        let result = unsafe {
+            bridge_call(|err| {
+                sys::vmz_force_stop(
+                    self.handle.as_ptr(),
+                    Some(events::force_stop_completion),
+                    ctx,
+                    err,
+                )
+                .then_some(())
+            })
         };
-        if !ok {
+        if let Err(e) = result {
             // SAFETY: the bridge did not take `ctx`.
             drop(unsafe { Arc::from_raw(ctx as *const Shared) });
-            return check(ok, err);
+            return Err(e);
         }
         drop(self.shared.wait_until(None, |p| matches!(p, Phase::Ended)));
         Ok(())
