@@ -14,7 +14,7 @@
     non_upper_case_globals,
     missing_docs
 )]
-#![allow(clippy::all)]
+#![allow(clippy::all, clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(feature = "bindgen"))]
 include!("sys/bindings.rs");

@@ -7,6 +7,10 @@
 //! stop, a kernel panic, the gzip-compressed Image through the kernel
 //! cache, the entropy device and a named port, and what vmz asks of QEMU.
 
+// These tests boot test guests under QEMU (scripts/make-guest.sh): Linux
+// only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -70,10 +70,8 @@ fn refused(what: &str, cfg: *const VMZConfig, code: ErrorCode, words: &str) {
     let mut err: VMZErrorRef = null_mut();
     // SAFETY: `cfg` is NULL or points to a config whose strings outlive the
     // call; `err` is a valid out-parameter.
-    assert!(
-        !unsafe { sys::vmz_validate_config(cfg, &mut err) },
-        "{what}: validate"
-    );
+    let ok = unsafe { sys::vmz_validate_config(cfg, &mut err) };
+    assert!(!ok, "{what}: validate");
     let (c, m) = take(err);
     assert_eq!(c, code, "{what}: {m}");
     assert!(m.contains(words), "{what}: {m:?} should mention {words:?}");
@@ -390,7 +388,7 @@ unsafe extern "C" fn ignore(_: *mut c_void, err: VMZErrorRef) {
 fn handles_and_errors_misused() {
     let _s = common::serial();
     let before = Resources::now();
-    // SAFETY (whole test): every call is made with arguments the header
+    // SAFETY: (the whole test) every call is made with arguments the header
     // allows, including the NULLs and repeated frees it promises to detect.
     unsafe {
         let mut err: VMZErrorRef = null_mut();
