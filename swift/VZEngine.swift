@@ -367,26 +367,43 @@ final class VZEngine: VMEngine {
         // The VM ended on its own: whatever the framework's code, that is a
         // run-time error of the VM, not a bug of the bridge.
         guard isVZ, phase != .runtime else { return BridgeError(phase.defaultCode, detail) }
-        switch ns.code {
-        case 1:  // internalError
+        switch VZErrorCode(rawValue: ns.code) {
+        case .internalError:
             return BridgeError(VMZ_ERROR_INTERNAL, detail)
-        case 2 where phase == .start:  // invalidVirtualMachineConfiguration
+        case .invalidVirtualMachineConfiguration where phase == .start:
             // The configuration passed validate() in init: at start this is
             // most often the missing entitlement.
             return BridgeError(
                 VMZ_ERROR_START_FAILED,
                 "\(detail). This is probably a missing com.apple.security.virtualization entitlement: \(entitlementFix)"
             )
-        case 2:
+        case .invalidVirtualMachineConfiguration:
             return BridgeError(phase == .configuration ? VMZ_ERROR_INVALID_ARGUMENT : phase.defaultCode, detail)
-        case 3, 4:  // invalidVirtualMachineState, invalidVirtualMachineStateTransition
+        case .invalidVirtualMachineState, .invalidVirtualMachineStateTransition:
             return BridgeError(VMZ_ERROR_INVALID_STATE, detail)
-        case 6:  // virtualMachineLimitExceeded
+        case .virtualMachineLimitExceeded:
             return BridgeError(VMZ_ERROR_ENGINE_UNAVAILABLE, "\(detail) (too many VMs running on this Mac)")
         default:
             return BridgeError(phase.defaultCode, detail)
         }
     }
+}
+
+/// The codes of Virtualization.framework's `VZErrorDomain` errors that the
+/// engine maps (Apple's `VZError.Code`; the macOS version that added each in
+/// brackets). Matched by number, so that the mapping does not depend on how
+/// the SDK imports the enum.
+private enum VZErrorCode: Int {
+    case internalError = 1
+    case invalidVirtualMachineConfiguration = 2
+    case invalidVirtualMachineState = 3
+    case invalidVirtualMachineStateTransition = 4
+    case invalidDiskImage = 5
+    case virtualMachineLimitExceeded = 6  // (12)
+    case networkError = 7  // (13)
+    case outOfDiskSpace = 8  // (13)
+    case operationCancelled = 9  // (13)
+    case notSupported = 10  // (13)
 }
 
 /// VZVirtualMachine's delegate. Its methods are @objc through the protocol
