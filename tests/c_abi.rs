@@ -275,6 +275,29 @@ fn descriptors_out_of_range() {
     }
 }
 
+/// The message names the descriptor and what is wrong with it (moved here
+/// from tests/validation.rs, which goes through the Rust API).
+#[test]
+fn descriptor_messages_name_the_descriptor() {
+    let _s = common::serial();
+    let s = guest_strings();
+    for (read_fd, write_fd, words) in [
+        (1_000_000, -1, "serial input descriptor 1000000 is not open"),
+        (
+            -1,
+            1_000_000,
+            "serial output descriptor 1000000 is not open",
+        ),
+        (-7, -1, "is negative"),
+    ] {
+        let c = with(&s, |c| {
+            c.read_pipe_fd = read_fd;
+            c.write_pipe_fd = write_fd;
+        });
+        refused("descriptor", &c, ErrorCode::SerialFd, words);
+    }
+}
+
 #[test]
 fn cpu_and_memory_at_and_beyond_every_bound() {
     let _s = common::serial();

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
@@ -220,58 +219,6 @@ fn serial_descriptors_open_in_the_wrong_direction() {
     let c = guest_builder().serial_output(r).build().unwrap();
     assert_rejected(c, ErrorCode::SerialFd, "open for reading only");
     drop(w2);
-}
-
-/// The raw C ABI, as a C caller would use it: a descriptor that is not open.
-#[test]
-fn invalid_serial_descriptor_through_the_c_abi() {
-    let _s = common::serial();
-    let before = Resources::now();
-    let g = common::guest();
-    let kernel = CString::new(g.kernel.to_str().unwrap()).unwrap();
-    // A descriptor number far above anything open.
-    let closed_fd = 1_000_000;
-    for (read_fd, write_fd, words) in [
-        (closed_fd, -1, "serial input descriptor 1000000 is not open"),
-        (
-            -1,
-            closed_fd,
-            "serial output descriptor 1000000 is not open",
-        ),
-        (-7, -1, "is negative"),
-    ] {
-        let config = vmz::sys::VMZConfig {
-            struct_size: std::mem::size_of::<vmz::sys::VMZConfig>() as u32,
-            kernel_path: kernel.as_ptr(),
-            initrd_path: std::ptr::null(),
-            command_line: std::ptr::null(),
-            read_pipe_fd: read_fd,
-            write_pipe_fd: write_fd,
-            cpu_count: 1,
-            memory_size: 256 << 20,
-            enable_nat: false,
-            accelerator: vmz::sys::VMZ_ACCEL_AUTO,
-            boot_options: 0,
-            ..Default::default()
-        };
-        let mut err: vmz::sys::VMZErrorRef = std::ptr::null_mut();
-        // SAFETY: valid config and out-parameter for the call.
-        let ok = unsafe { vmz::sys::vmz_validate_config(&config, &mut err) };
-        assert!(!ok);
-        // SAFETY: we own the error the bridge stored.
-        let e = unsafe { vmz::BridgeError::from_raw(err) }.expect("an error");
-        assert_eq!(e.code(), ErrorCode::SerialFd);
-        assert!(e.message().contains(words), "{}", e.message());
-        // And vmz_create refuses it as well, without a handle.
-        let mut err: vmz::sys::VMZErrorRef = std::ptr::null_mut();
-        // SAFETY: as above; NULL callbacks are allowed.
-        let h = unsafe { vmz::sys::vmz_create(&config, std::ptr::null(), &mut err) };
-        assert!(h.is_null());
-        // SAFETY: we own the error.
-        let e = unsafe { vmz::BridgeError::from_raw(err) }.expect("an error");
-        assert_eq!(e.code(), ErrorCode::SerialFd);
-    }
-    before.assert_restored();
 }
 
 #[test]
