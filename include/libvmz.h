@@ -95,6 +95,14 @@ typedef enum VMZErrorCode {
     /** ABI 3: the engine did not answer within its bound (QEMU stopped or
      *  frozen; the start did not complete within start_timeout_ms). */
     VMZ_ERROR_TIMEOUT = 16,
+    /** ABI 3: a disk (VMZConfig.disks) is missing, a directory, unreadable,
+     *  not writable although asked read-write, empty, of a format vmz or the
+     *  engine does not take, given twice, or has an invalid setting; or
+     *  there are more than VMZ_MAX_DISKS. The message names the disk. */
+    VMZ_ERROR_DISK = 17,
+    /** ABI 3: a disk is in use by another running VM: held read-write
+     *  there, or asked read-write here while another VM has it open. */
+    VMZ_ERROR_DISK_IN_USE = 18,
 } VMZErrorCode;
 
 /** How the guest's CPUs are run. */
@@ -180,6 +188,75 @@ typedef struct VMZSerialPort {
      *  the peer end on the host. */
     int32_t fd;
 } VMZSerialPort;
+/** VMZDisk.format (ABI 3): how the image file is laid out. vmz never
+ *  guesses: a raw image whose first bytes look like another format is
+ *  refused instead of being opened as that format. */
+typedef enum VMZDiskFormat {
+    /** A plain image, byte for byte the guest's disk. Both engines. */
+    VMZ_DISK_FORMAT_RAW = 0,
+    /** QEMU's qcow2 (Linux only; Virtualization.framework takes raw
+     *  images only). Backing files and external data files are refused:
+     *  vmz opens no file the caller did not name. */
+    VMZ_DISK_FORMAT_QCOW2 = 1,
+} VMZDiskFormat;
+
+/** VMZDisk.sync (ABI 3): what a flush from the guest (fsync in the guest,
+ *  a journal commit) does on the host. */
+typedef enum VMZDiskSync {
+    /** Durable (the default): every flush reaches stable storage before the
+     *  guest hears it is done. Linux: the flush becomes fdatasync, which
+     *  also flushes the drive's write cache. macOS: F_FULLFSYNC
+     *  (VZDiskImageSynchronizationMode.full). */
+    VMZ_DISK_SYNC_FULL = 0,
+    /** Flushes become the host's plain fsync, without a drive cache flush
+     *  (a barrier): flushed data survives a crash of the guest, of the
+     *  host process or of the host's OS, not necessarily a power loss.
+     *  macOS: fsync
+     *  (VZDiskImageSynchronizationMode.fsync), cheaper than FULL there.
+     *  Linux has no such middle ground (its fsync always flushes the
+     *  drive): the same as FULL. */
+    VMZ_DISK_SYNC_FSYNC = 1,
+    /** Flushes are ignored; data reaches the image when the host's page
+     *  cache writes it back. For throwaway disks (scratch space, CI
+     *  caches): a host crash can lose or tear anything written. Linux:
+     *  QEMU cache.no-flush=on; macOS: VZDiskImageSynchronizationMode.none
+     *  with host caching. */
+    VMZ_DISK_SYNC_OFF = 2,
+} VMZDiskSync;
+
+/** The most disks one VM may have (VMZConfig.disk_count). */
+#define VMZ_MAX_DISKS 16
+/** The longest VMZDisk.serial, in bytes (virtio-blk's serial field). */
+#define VMZ_DISK_SERIAL_MAX 20
+
+/**
+ * A virtio-blk disk (ABI 3). The guest sees the disks in the order given:
+ * /dev/vda, /dev/vdb, ... The image is opened by the bridge, never by path
+ * on QEMU's command line; while the VM runs, its open image is locked
+ * (flock: exclusive when read-write, shared when read-only), so that a
+ * second VM asking for it read-write, or asking for a disk another VM holds
+ * read-write, gets VMZ_ERROR_DISK_IN_USE.
+ */
+typedef struct VMZDisk {
+    /** sizeof(VMZDisk) as the caller knows it. Required; every element of
+     *  the array has the same one, and the bridge steps by it. */
+    uint32_t struct_size;
+    /** A raw or qcow2 image file, or a block device (Linux; macOS 14+).
+     *  Required. Borrowed for the call. */
+    const char *path;
+    /** A VMZDiskFormat. */
+    uint32_t format;
+    /** A VMZDiskSync. */
+    uint32_t sync;
+    /** The guest cannot write to the disk (it sees a read-only device). */
+    bool read_only;
+    /** The disk's serial number, or NULL for none: 1 to
+     *  VMZ_DISK_SERIAL_MAX bytes of A-Z a-z 0-9 . _ -. The guest reads it
+     *  from /sys/block/vdX/serial, and udev makes
+     *  /dev/disk/by-id/virtio-SERIAL. macOS: the block device identifier
+     *  (macOS 12.3+; ignored, with a warning, before). */
+    const char *serial;
+} VMZDisk;
 
 /** Serial descriptor value: "use the default" (no input; output to the
  *  process's standard output). */
@@ -238,6 +315,10 @@ typedef struct VMZConfig {
      *  is killed and the start fails with VMZ_ERROR_TIMEOUT saying what it
      *  waited for. 0: the default, 30 s. */
     uint64_t start_timeout_ms;
+    /** ABI 3: the VM's disks, `disk_count` VMZDisk structs (NULL when 0),
+     *  in the order the guest sees them. Borrowed for the call. */
+    const VMZDisk *disks;
+    uint32_t disk_count;
 } VMZConfig;
 
 /** sizeof(VMZConfig) in ABI 1, the smallest struct_size accepted. */

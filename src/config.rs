@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::architecture::GuestArchitecture;
 use crate::console::{ConsoleDevice, RawPorts, SerialPort};
+use crate::disk::{Disk, RawDisks};
 use crate::error::{bridge_call, Error, Result};
 use crate::sys;
 
@@ -73,13 +74,14 @@ pub struct Config {
     serial_ports: Vec<SerialPort>,
     guest_architecture: GuestArchitecture,
     start_timeout: Option<Duration>,
+    disks: Vec<Disk>,
 }
 
 /// Builds a [`Config`]. Defaults: no initrd, empty command line, 1 CPU,
 /// 512 MiB, NAT on, [`Accelerator::Auto`], no serial input, serial output
 /// to the process's standard output, no fast boot options, the console on
 /// [`ConsoleDevice::Virtio`] (`hvc0`), an entropy device, no serial ports,
-/// a guest of the host's architecture.
+/// a guest of the host's architecture, no disks.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ConfigBuilder {
@@ -110,6 +112,7 @@ impl Config {
                 serial_ports: Vec::new(),
                 guest_architecture: GuestArchitecture::Host,
                 start_timeout: None,
+                disks: Vec::new(),
             },
         }
     }
@@ -200,6 +203,11 @@ impl Config {
         self.start_timeout
     }
 
+    /// The disks, in the order the guest sees them.
+    pub fn disks(&self) -> &[Disk] {
+        &self.disks
+    }
+
     /// Calls `f` with the C view of this configuration, whose strings live
     /// for the duration of the call.
     pub(crate) fn with_raw<R>(&self, f: impl FnOnce(&sys::VMZConfig) -> R) -> Result<R> {
@@ -211,6 +219,8 @@ impl Config {
             .transpose()?;
         let cmdline = cstring("command line", self.command_line.as_bytes())?;
         let ports = RawPorts::new(&self.serial_ports)?;
+        let disks = RawDisks::new(&self.disks)?;
+        let (disks_ptr, disk_count) = disks.as_raw();
         let raw = sys::VMZConfig {
             struct_size: std::mem::size_of::<sys::VMZConfig>() as u32,
             kernel_path: kernel.as_ptr(),
@@ -249,6 +259,8 @@ impl Config {
             start_timeout_ms: self
                 .start_timeout
                 .map_or(0, |d| d.as_millis().clamp(1, u64::MAX as u128) as u64),
+            disks: disks_ptr,
+            disk_count,
         };
         Ok(f(&raw))
     }
@@ -261,7 +273,7 @@ pub(crate) fn cstring(field: &'static str, bytes: &[u8]) -> Result<CString> {
     })
 }
 
-fn path_cstring(field: &'static str, path: &Path) -> Result<CString> {
+pub(crate) fn path_cstring(field: &'static str, path: &Path) -> Result<CString> {
     let s = path.to_str().ok_or_else(|| Error::NonUtf8Path {
         field,
         path: path.to_path_buf(),
@@ -340,6 +352,13 @@ impl ConfigBuilder {
     /// ```
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.config.start_timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a disk; the guest sees disks in the order they are added
+    /// (`/dev/vda`, `/dev/vdb`, ...), at most [`MAX_DISKS`](crate::MAX_DISKS).
+    pub fn disk(mut self, disk: Disk) -> Self {
+        self.config.disks.push(disk);
         self
     }
 
@@ -479,6 +498,7 @@ mod tests {
         assert!(c.entropy());
         assert_eq!(c.serial_port_names().count(), 0);
         assert_eq!(c.guest_architecture(), GuestArchitecture::Host);
+        assert!(c.disks().is_empty());
     }
 
     #[test]

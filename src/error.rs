@@ -51,6 +51,14 @@ pub enum ErrorCode {
     /// or the start took longer than
     /// [`start_timeout`](crate::ConfigBuilder::start_timeout).
     Timeout,
+    /// A disk is missing, a directory, unreadable, not writable although
+    /// asked read-write, empty, of a format vmz or the engine does not
+    /// take, given twice, or has an invalid setting; or there are more than
+    /// [`MAX_DISKS`](crate::MAX_DISKS). The message names the disk.
+    Disk,
+    /// A disk is in use by another running VM (read-write there, or asked
+    /// read-write here while another VM has it open).
+    DiskInUse,
     /// A code this version of the crate does not know.
     Unknown(i32),
 }
@@ -78,6 +86,8 @@ impl ErrorCode {
             sys::VMZ_ERROR_INTERNAL => ErrorCode::Internal,
             sys::VMZ_ERROR_DEVICE => ErrorCode::Device,
             sys::VMZ_ERROR_TIMEOUT => ErrorCode::Timeout,
+            sys::VMZ_ERROR_DISK => ErrorCode::Disk,
+            sys::VMZ_ERROR_DISK_IN_USE => ErrorCode::DiskInUse,
             _ => ErrorCode::Unknown(code),
         }
     }

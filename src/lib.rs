@@ -44,6 +44,7 @@
 mod architecture;
 mod config;
 mod console;
+mod disk;
 mod error;
 mod events;
 mod log_bridge;
@@ -53,6 +54,7 @@ pub mod sys;
 pub use architecture::GuestArchitecture;
 pub use config::{Accelerator, Config, ConfigBuilder, Limits};
 pub use console::ConsoleDevice;
+pub use disk::{Disk, DiskFormat, DiskSync, MAX_DISKS};
 pub use error::{BridgeError, Error, ErrorCode, Result};
 pub use events::{Event, Exit};
 pub use machine::{Machine, State};

@@ -49,6 +49,8 @@ struct ParsedConfig {
     /// Seconds `start` may take (ABI 3: start_timeout_ms, 0 = the default).
     var startTimeout: Double
     static let defaultStartTimeout: Double = 30
+    /// The disks, in the order the guest sees them. DiskConfig.swift.
+    var disks: [Disk] = []
 
     /// The kernel options VMZ_BOOT_FAST_OPTIONS appends.
     static let fastOptions = "cryptomgr.notests no_timer_check"
@@ -138,6 +140,7 @@ struct ParsedConfig {
         }
         try ParsedConfig.checkFD(inputFD, reading: true)
         try ParsedConfig.checkFD(outputFD, reading: false)
+        disks = try Disk.parse(c)
     }
 
     private static func string(

@@ -251,8 +251,8 @@ final class QEMUEngine: VMEngine {
     }
 
     /// QEMU's arguments; `pass` hands a descriptor to the child and returns
-    /// its number there (for `fd=` options).
-    private func arguments(pass: (Int32) -> Int32) -> [String] {
+    /// its number there (for `fd=` options). `disks`: the disks' open images.
+    private func arguments(disks: [Int32], pass: (Int32) -> Int32) -> [String] {
         var args = [binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
         args += machine.arguments
         args += ["-smp", "\(config.cpuCount)", "-m", "\(config.memorySize / mib)M"]
@@ -265,6 +265,7 @@ final class QEMUEngine: VMEngine {
             // User-mode networking: outbound NAT, no host port forwards.
             args += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile="]
         }
+        args += QEMUDisks.arguments(config.disks, childFDs: disks.map(pass))
         return args
     }
 
@@ -280,6 +281,10 @@ final class QEMUEngine: VMEngine {
         }
 
         var childFDs = [Int32](repeating: -1, count: ChildFD.count)
+        // Disks first: one in use by another VM fails the start before
+        // anything else is made.
+        let disks = try Disk.openAll(config.disks)
+        opened += disks
         if let input {
             childFDs[Int(ChildFD.stdin)] = try input.forChild(opened: &opened)
         } else {
@@ -330,7 +335,7 @@ final class QEMUEngine: VMEngine {
         let client = try QMPClient(path: socketPath, queue: queue)
 
         var passed: [Int32] = []
-        let args = arguments { fd in
+        let args = arguments(disks: disks) { fd in
             passed.append(fd)
             return Int32(ChildFD.count + passed.count - 1)
         }

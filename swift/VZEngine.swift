@@ -34,6 +34,9 @@ final class VZEngine: VMEngine {
     /// weak: this reference keeps it alive).
     private let observer = VZEngineObserver()
     private var vm: VZVirtualMachine?
+    /// The disks' images, open and locked (DiskConfig.swift) until the VM
+    /// ends or the engine goes.
+    private var diskLocks: [Int32] = []
 
     // Run time, on `queue`.
     private var startCompletion: ((BridgeError?) -> Void)?
@@ -91,6 +94,7 @@ final class VZEngine: VMEngine {
                 "Virtualization.framework cannot run virtual machines on this Mac (VZVirtualMachine.isSupported is false: no hardware virtualization, e.g. inside a VM without nested virtualization)"
             )
         }
+        try VZDisks.validate(config.disks)
     }
 
     /// Checks the kernel's format; returns it (gzip is accepted here and
@@ -145,6 +149,8 @@ final class VZEngine: VMEngine {
             (port.name, FileHandle(fileDescriptor: try duplicate(port.fd), closeOnDealloc: true))
         }
 
+        diskLocks = try Disk.openAll(config.disks)
+        let diskLocks = self.diskLocks
         let observer = self.observer
         vm = try queue.sync { () throws -> VZVirtualMachine in
             let configuration = VZVirtualMachineConfiguration()
@@ -173,6 +179,7 @@ final class VZEngine: VMEngine {
             if !ports.isEmpty, #available(macOS 13, *) {
                 configuration.consoleDevices = [VZEngine.consoleDevice(ports: ports)]
             }
+            configuration.storageDevices = try VZDisks.devices(config.disks, fds: diskLocks)
 
             do {
                 try configuration.validate()
@@ -203,6 +210,7 @@ final class VZEngine: VMEngine {
     }
 
     deinit {
+        releaseDisks()
         // The VM is released on its own queue, like every other access: the
         // only reference left is the one handed to the queue.
         let last = vm.map { Unmanaged.passRetained($0) }
@@ -243,6 +251,7 @@ final class VZEngine: VMEngine {
                 completion(nil)
             case .failure(let error):
                 reported = true
+                releaseDisks()
                 completion(VZEngine.bridgeError(error, .start))
             }
         }
@@ -300,6 +309,7 @@ final class VZEngine: VMEngine {
             // Ended before the start completed: a failed start, as QEMU.
             startCompletion = nil
             reported = true
+            releaseDisks()
             let reason = error.map { VZEngine.bridgeError($0, .start).message }
                 ?? "the guest stopped while the VM was starting"
             completion(BridgeError(VMZ_ERROR_START_FAILED, reason))
@@ -312,9 +322,16 @@ final class VZEngine: VMEngine {
         }
     }
 
+    /// Unlocks the disks: the VM no longer uses them.
+    private func releaseDisks() {
+        for fd in diskLocks { close(fd) }
+        diskLocks = []
+    }
+
     private func report(_ how: EngineStop) {
         guard !reported else { return }
         reported = true
+        releaseDisks()
         startCompletion = nil
         delegate?.engineDidStop(how)
     }

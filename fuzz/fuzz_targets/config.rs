@@ -99,6 +99,7 @@ fuzz_target!(|data: &[u8]| {
         enable_nat: nat,
         accelerator: accel,
         boot_options: u32::from(input.u8() % 3),
+        ..Default::default()
     };
 
     // SAFETY: the config and its strings are valid for both calls; the

@@ -25,7 +25,7 @@
 #define __WALL 0x40000000
 #endif
 
-#define VMZ_SPAWN_MAX_FDS 16
+#define VMZ_SPAWN_MAX_FDS 64
 
 struct request {
     const char *path;

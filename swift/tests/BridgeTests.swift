@@ -1,5 +1,6 @@
 // Unit tests of the bridge's Swift internals that need no VM: the QMP JSON
-// reader, quoting, the engine-independent config checks and the kernel
+// reader, quoting, the engine-independent config checks (disk formats and
+// ABI arrays included) and the kernel
 // cache (both engines' paths: bzImage payloads and gzip-compressed files). Built and run
 // by scripts/swift-tests.sh (swiftc, no package manager); never part of the
 // library (build.rs compiles only swift/*.swift).
@@ -111,6 +112,38 @@ func testConfig() {
     check(code(config { $0.command_line = UnsafePointer(short); $0.boot_options = UInt32(VMZ_BOOT_FAST_OPTIONS) })
           == VMZ_ERROR_COMMAND_LINE, "the limit counts the appended options")
     check(Registry.errors.count == 0, "no error was handed to C")
+}
+
+func testDiskFormats() {
+    func header(_ bytes: [UInt8], at offset: Int = 0) -> [UInt8] {
+        var h = [UInt8](repeating: 0, count: 512)
+        h.replaceSubrange(offset..<offset + bytes.count, with: bytes)
+        return h
+    }
+    check(Disk.detectFormat(header([])) == nil, "zeros are raw")
+    check(Disk.detectFormat(header(Array("QFI".utf8) + [0xfb, 0, 0, 0, 3])) == "qcow2", "qcow2")
+    check(Disk.detectFormat(header(Array("QFI".utf8))) == nil, "a partial qcow2 magic is raw")
+    check(Disk.detectFormat(header(Array("KDMV".utf8))) == "VMDK", "VMDK sparse extent")
+    check(Disk.detectFormat(header(Array("# Disk DescriptorFile".utf8))) == "VMDK", "VMDK descriptor")
+    check(Disk.detectFormat(header([0x7f, 0x10, 0xda, 0xbe], at: 0x40)) == "VDI", "VDI")
+    check(Disk.detectFormat(header(Array("vhdxfile".utf8))) == "VHDX", "VHDX")
+    check(Disk.detectFormat(header(Array("QED".utf8) + [0])) == "QED", "QED")
+    check(Disk.detectFormat(Array("QF".utf8)) == nil, "a short file is raw")
+}
+
+func testABIArray() {
+    // An older caller's element (8 bytes: struct_size and a 4-byte field)
+    // read as a bigger struct: the rest is zero.
+    struct Wide { var size: UInt32; var a: UInt32; var b: UInt64 }
+    var old: [UInt32] = [8, 7, 8, 9]
+    let wide = old.withUnsafeBytes { try? readABIArray($0.baseAddress, count: 2, as: Wide.self, minimumSize: 8, what: "x") }
+    check(wide?.map(\.a) == [7, 9] && wide?.map(\.b) == [0, 0], "older elements: stepped by struct_size, tail zero")
+    old[2] = 12
+    let mixed = old.withUnsafeBytes { try? readABIArray($0.baseAddress, count: 2, as: Wide.self, minimumSize: 8, what: "x") }
+    check(mixed == nil, "elements of different sizes are refused")
+    let none = try? readABIArray(nil, count: 0, as: Wide.self, minimumSize: 8, what: "x")
+    check(none?.isEmpty == true, "NULL with count 0 is empty")
+    check((try? readABIArray(nil, count: 1, as: Wide.self, minimumSize: 8, what: "x")) == nil, "NULL with a count is refused")
 }
 
 func writeFile(_ path: String, _ bytes: [UInt8]) {
@@ -228,6 +261,8 @@ struct BridgeTests {
         testJSON()
         testQuoting()
         testConfig()
+        testDiskFormats()
+        testABIArray()
         // Under valgrind 3.19 no process can be started (it lacks pidfd_open):
         // scripts/valgrind.sh sets VMZ_SWIFT_TESTS_NO_SPAWN.
         if getenv("VMZ_SWIFT_TESTS_NO_SPAWN") == nil {

@@ -49,6 +49,7 @@ open class VZVirtualMachineConfiguration: NSObject {
     open var entropyDevices: [VZEntropyDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     @available(macOS 13.0, *)
     open var consoleDevices: [VZConsoleDeviceConfiguration] { get { fatalError() } set { fatalError() } }
+    open var storageDevices: [VZStorageDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     @available(macOS 12.0, *)
     open var platform: VZPlatformConfiguration { get { fatalError() } set { fatalError() } }
 
@@ -176,6 +177,63 @@ open class VZEntropyDeviceConfiguration: NSObject {
 @available(macOS 11.0, *)
 open class VZVirtioEntropyDeviceConfiguration: VZEntropyDeviceConfiguration {
     public init() { fatalError() }
+}
+
+// MARK: - Storage
+
+@available(macOS 11.0, *)
+open class VZStorageDeviceConfiguration: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZVirtioBlockDeviceConfiguration: VZStorageDeviceConfiguration {
+    public init(attachment: VZStorageDeviceAttachment) { fatalError() }
+    @available(macOS 12.3, *)
+    open var blockDeviceIdentifier: String { get { fatalError() } set { fatalError() } }
+    @available(macOS 12.3, *)
+    open class func validateBlockDeviceIdentifier(_ blockDeviceIdentifier: String) throws { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZStorageDeviceAttachment: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 12.0, *)
+public enum VZDiskImageCachingMode: Int, @unchecked Sendable {
+    case automatic = 0
+    case uncached = 1
+    case cached = 2
+}
+
+@available(macOS 12.0, *)
+public enum VZDiskImageSynchronizationMode: Int, @unchecked Sendable {
+    case full = 1
+    case fsync = 2
+    case none = 3
+}
+
+@available(macOS 14.0, *)
+public enum VZDiskSynchronizationMode: Int, @unchecked Sendable {
+    case full = 0
+    case none = 1
+}
+
+@available(macOS 11.0, *)
+open class VZDiskImageStorageDeviceAttachment: VZStorageDeviceAttachment {
+    @available(macOS 12.0, *)
+    public init(
+        url: URL, readOnly: Bool, cachingMode: VZDiskImageCachingMode,
+        synchronizationMode: VZDiskImageSynchronizationMode
+    ) throws { fatalError() }
+}
+
+@available(macOS 14.0, *)
+open class VZDiskBlockDeviceStorageDeviceAttachment: VZStorageDeviceAttachment {
+    public init(fileHandle: FileHandle, readOnly: Bool, synchronizationMode: VZDiskSynchronizationMode) throws {
+        fatalError()
+    }
 }
 
 // MARK: - Virtual machine
