@@ -16,6 +16,20 @@
 #   hwrng N             read N bytes from /dev/hwrng, print how many arrived
 #   port NAME           answer lines on the virtio-console port NAME with
 #                       "port NAME: <line>" (in the background)
+#   disks               one line per virtio disk, in order:
+#                       "vmz-guest: disk vda ro=0 size=<sectors> serial=<s>",
+#                       then "vmz-guest: disks done"
+#   disk-write DEV TEXT write TEXT at the start of /dev/DEV and flush it:
+#                       "vmz-guest: disk-write DEV ok" (or "failed: why")
+#   disk-read DEV N     "vmz-guest: disk-read DEV [<its first N bytes>]"
+#   share-mount TAG     mount -t virtiofs TAG /mnt/TAG:
+#                       "vmz-guest: share-mount TAG ok" (or "failed: why")
+#   share-write TAG FILE TEXT  write TEXT to /mnt/TAG/FILE and sync:
+#                       "vmz-guest: share-write TAG/FILE ok" (or "failed: why")
+#   share-read TAG FILE "vmz-guest: share-read TAG/FILE [<content>]"
+#                       (or "failed: why")
+#   run COMMAND         run a shell command, its output on the console, then
+#                       "vmz-guest: run done rc=<status>"
 #   anything else       answered as "echo: <line>"
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -168,6 +182,50 @@ while IFS= read -r line; do
         else
             echo "vmz-guest: no port $name"
         fi ;;
+    disks)
+        for b in /sys/block/vd*; do
+            [ -e "$b" ] || continue
+            echo "vmz-guest: disk ${b##*/} ro=$(cat "$b/ro") size=$(cat "$b/size") serial=$(cat "$b/serial" 2>/dev/null)"
+        done
+        echo "vmz-guest: disks done" ;;
+    disk-write\ *)
+        set -- $line
+        dev=$2
+        text=${line#disk-write "$dev" }
+        if why=$(printf '%s' "$text" | dd of="/dev/$dev" conv=notrunc,fsync 2>&1); then
+            echo "vmz-guest: disk-write $dev ok"
+        else
+            echo "vmz-guest: disk-write $dev failed: $(echo "$why" | head -n1)"
+        fi ;;
+    disk-read\ *)
+        set -- $line
+        echo "vmz-guest: disk-read $2 [$(head -c "$3" "/dev/$2" | tr '\0' '.')]" ;;
+    share-mount\ *)
+        tag=${line#share-mount }
+        mkdir -p "/mnt/$tag"
+        if why=$(mount -t virtiofs "$tag" "/mnt/$tag" 2>&1); then
+            echo "vmz-guest: share-mount $tag ok"
+        else
+            echo "vmz-guest: share-mount $tag failed: $why"
+        fi ;;
+    share-write\ *)
+        set -- $line
+        text=${line#share-write "$2" "$3" }
+        if why=$( (printf '%s' "$text" >"/mnt/$2/$3" && sync) 2>&1); then
+            echo "vmz-guest: share-write $2/$3 ok"
+        else
+            echo "vmz-guest: share-write $2/$3 failed: $why"
+        fi ;;
+    share-read\ *)
+        set -- $line
+        if content=$(cat "/mnt/$2/$3" 2>&1); then
+            echo "vmz-guest: share-read $2/$3 [$content]"
+        else
+            echo "vmz-guest: share-read $2/$3 failed: $content"
+        fi ;;
+    run\ *)
+        sh -c "${line#run }"
+        echo "vmz-guest: run done rc=$?" ;;
     *)
         echo "echo: $line" ;;
     esac

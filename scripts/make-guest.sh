@@ -145,7 +145,8 @@ PY
 fi
 
 # The initramfs: busybox, /init, and the modules for the console, the ACPI
-# power button, virtio-net, -rng, -balloon, vsock and pvpanic,
+# power button, virtio-net, -rng, -balloon, vsock, pvpanic, virtio-blk and
+# virtio-fs (with fuse), each listed after its dependencies.
 ird="$work/initrd"
 mkdir -p "$ird/bin" "$ird/lib/modules" "$ird/proc" "$ird/sys" "$ird/dev" "$ird/tmp"
 cp "$busybox" "$ird/bin/busybox"
@@ -171,7 +172,7 @@ add_module() { # NAME: copy it (decompressed) after its dependencies; none if bu
 for m in virtio_pci virtio_console; do add_module "$m"; done
 cp "$ird/lib/modules/order" "$ird/lib/modules/early"
 for m in button evdev virtio_net virtio-rng virtio_balloon vmw_vsock_virtio_transport \
-    pvpanic_mmio pvpanic_pci; do add_module "$m"; done
+    pvpanic_mmio pvpanic_pci virtio_blk virtiofs; do add_module "$m"; done
 # udhcpc's script: apply the lease to the interface (no DNS is configured).
 cat >"$ird/bin/udhcpc-script" <<'SH'
 #!/bin/sh

@@ -11,6 +11,8 @@
 #                 by scripts/make-guest.sh --arch arm64)
 #   busybox       `busybox-static`, for the test guest's initramfs
 #   cpio, lz4, zstd  to pack the initramfs and unpack the kernel
+#   qemu-img      (`qemu-utils`, bookworm's 7.2 like QEMU) the disk tests make
+#                 qcow2 images with it
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -30,6 +32,7 @@ compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || need+=(clang)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v lz4 >/dev/null 2>&1 || need+=(lz4)
+command -v qemu-img >/dev/null 2>&1 || need+=(qemu-img)
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "setup-debian.sh: everything is installed"
@@ -67,6 +70,7 @@ for n in "${need[@]}"; do
         cpio) pkgs+=(cpio) ;;
         zstd) pkgs+=(zstd) ;;
         lz4) pkgs+=(lz4) ;;
+        qemu-img) pkgs+=(qemu-utils) ;;
     esac
 done
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -50,7 +50,8 @@ fn config(s: &Strings) -> VMZConfig {
         enable_nat: false,
         accelerator: sys::VMZ_ACCEL_AUTO,
         boot_options: 0,
-        // ABI 3's fields: hvc0, every default device, no serial ports.
+        // ABI 3's fields: hvc0, every default device, no serial ports, no
+        // disks.
         ..Default::default()
     }
 }
@@ -127,8 +128,8 @@ fn an_abi_1_caller_is_still_served() {
 }
 
 /// A caller built against ABI 2 passes VMZ_CONFIG_SIZE_V2 bytes: the ABI 3
-/// fields (console, devices, serial ports) are never read; with the full
-/// size the same garbage is refused.
+/// fields (console, devices, serial ports, disks) are never read; with the
+/// full size the same garbage is refused.
 #[test]
 fn an_abi_2_caller_is_still_served() {
     let _s = common::serial();
@@ -140,6 +141,8 @@ fn an_abi_2_caller_is_still_served() {
             c.serial_ports = std::ptr::dangling(); // never read
             c.serial_port_count = 3;
             c.guest_architecture = 0xdead_beef;
+            c.disks = std::ptr::dangling(); // never read
+            c.disk_count = 7;
         })
     };
     let mut err: VMZErrorRef = null_mut();
@@ -158,6 +161,12 @@ fn an_abi_2_caller_is_still_served() {
         &with(&s, |c| c.guest_architecture = 3),
         ErrorCode::InvalidArgument,
         "unknown guest architecture value 3",
+    );
+    refused(
+        "ABI 3 struct with disks NULL and a count",
+        &with(&s, |c| c.disk_count = 1),
+        ErrorCode::InvalidArgument,
+        "disks is NULL",
     );
 }
 

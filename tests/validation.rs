@@ -9,7 +9,7 @@ mod common;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use common::{documented_limits, Resources};
+use common::{assert_rejected, documented_limits, Resources};
 use vmz::{Config, ErrorCode, Limits, Machine};
 
 fn guest_builder() -> vmz::ConfigBuilder {
@@ -18,25 +18,6 @@ fn guest_builder() -> vmz::ConfigBuilder {
         .initrd(&g.initrd)
         .command_line(&g.cmdline)
         .memory_mib(256)
-}
-
-/// Both `validate` and `Machine::new` refuse the config with `code`, the
-/// message mentions `words`, nothing runs, nothing leaks.
-fn assert_rejected(config: Config, code: ErrorCode, words: &str) {
-    let before = Resources::now();
-    {
-        let e = config.validate().unwrap_err();
-        assert_eq!(e.code(), code, "validate: {e}");
-        assert!(
-            e.to_string().contains(words),
-            "message {:?} should mention {words:?}",
-            e.to_string()
-        );
-        let e = Machine::new(&config).unwrap_err();
-        assert_eq!(e.code(), code, "Machine::new: {e}");
-    }
-    assert!(common::children().is_empty(), "nothing was started");
-    before.assert_restored();
 }
 
 #[test]

@@ -445,6 +445,25 @@ impl Resources {
     }
 }
 
+/// Both `validate` and `Machine::new` refuse the config with `code`, the
+/// message mentions `words`, nothing runs, nothing leaks.
+pub fn assert_rejected(config: vmz::Config, code: vmz::ErrorCode, words: &str) {
+    let before = Resources::now();
+    {
+        let e = config.validate().unwrap_err();
+        assert_eq!(e.code(), code, "validate: {e}");
+        assert!(
+            e.to_string().contains(words),
+            "message {:?} should mention {words:?}",
+            e.to_string()
+        );
+        let e = vmz::Machine::new(&config).unwrap_err();
+        assert_eq!(e.code(), code, "Machine::new: {e}");
+    }
+    assert!(children().is_empty(), "nothing was started");
+    before.assert_restored();
+}
+
 /// The guest's config with this console attached.
 pub fn guest_config(input: OwnedFd, output: OwnedFd) -> vmz::Config {
     let g = guest();
