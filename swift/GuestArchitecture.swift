@@ -40,7 +40,7 @@ enum GuestArchitecture: Equatable, CustomStringConvertible {
     }
 
     /// Whether a kernel of `format` boots as it is on this architecture
-    /// (a gzip-compressed arm64 Image is decompressed first: not here).
+    /// (a packed arm64 Image is unpacked first: `unpacks`).
     func boots(_ format: KernelFormat) -> Bool {
         switch (self, format) {
         case (.arm64, .arm64Image), (.x86_64, .bzImage), (.x86_64, .elf): return true
@@ -48,11 +48,18 @@ enum GuestArchitecture: Equatable, CustomStringConvertible {
         }
     }
 
+    /// Whether a kernel of `format` is a packed one of this architecture,
+    /// which the kernel cache unpacks (KernelCache.swift): an arm64 Image
+    /// gzip-compressed or inside an EFI zboot image.
+    func unpacks(_ format: KernelFormat) -> Bool {
+        self == .arm64 && (format == .gzip || format == .efiZboot)
+    }
+
     /// The kernels this architecture boots, for error messages.
     var expectedKernels: String {
         switch self {
         case .arm64:
-            return "an arm64 Linux Image (\"ARM\\x64\" at offset 0x38, e.g. arch/arm64/boot/Image) or a gzip-compressed one (Image.gz, most distributions' vmlinuz)"
+            return "an arm64 Linux Image (\"ARM\\x64\" at offset 0x38, e.g. arch/arm64/boot/Image), a gzip-compressed one (Image.gz, most distributions' vmlinuz) or an EFI zboot image (vmlinuz.efi)"
         case .x86_64:
             return "an x86_64 bzImage or an ELF vmlinux"
         }

@@ -5,9 +5,12 @@
 //   payload is unpacked here instead, and the uncompressed ELF vmlinux boots
 //   through its PVH entry. Any failure falls back to booting the bzImage as
 //   it is (`uncompressed(for:)` never fails).
-// - macOS engine: Virtualization.framework boots only an uncompressed arm64
-//   Image, and distributions ship it gzip-compressed (`vmlinuz`). The whole
-//   file is decompressed here (`gunzipped(_:)`, which fails with the reason).
+// - arm64 guests (macOS engine; QEMU engine, QEMUMachineType.swift):
+//   Virtualization.framework boots only an uncompressed arm64 Image, and
+//   QEMU 7.2 no EFI zboot image; distributions ship the Image
+//   gzip-compressed (`vmlinuz`) or inside an EFI zboot image
+//   (`vmlinuz.efi`). Both are decompressed here (`gunzipped(_:)`,
+//   `unzbooted(_:)`, which fail with the reason).
 //
 // Either way the system's own decompressor (gzip, xz, lz4, zstd) runs once
 // per kernel, natively, and the result is kept in a cache keyed by the
@@ -56,6 +59,36 @@ enum KernelCache {
     /// The decompressed copy of the gzip-compressed kernel at `path` (the
     /// whole file is one gzip stream, like arm64 distributions' `vmlinuz`).
     static func gunzipped(_ path: String) throws -> String {
+        try unpackedImage(path, as: "gzip") { data in
+            guard data.starts(with: [0x1f, 0x8b]) else {
+                throw BridgeError(VMZ_ERROR_KERNEL, "it is not gzip-compressed")
+            }
+            return (data[...], "gzip")
+        }
+    }
+
+    /// The arm64 Image inside the EFI zboot image at `path` (Linux's
+    /// CONFIG_EFI_ZBOOT `vmlinuz.efi`: "zimg" at offset 4, then the
+    /// compressed payload's offset and size, little-endian 32-bit, at 8 and
+    /// 12; the compression's name at 24), decompressed.
+    static func unzbooted(_ path: String) throws -> String {
+        try unpackedImage(path, as: "an EFI zboot image") { data in
+            guard data.count > 32, Array(data[4..<8]) == Array("zimg".utf8) else {
+                throw BridgeError(VMZ_ERROR_KERNEL, "it is not an EFI zboot image")
+            }
+            let start = le32(data, 8), length = le32(data, 12)
+            guard length > 4, start >= 16, start + length <= data.count else {
+                throw BridgeError(VMZ_ERROR_KERNEL, "its payload (offset \(start), \(length) bytes) is not inside the file")
+            }
+            return try compressedStream(data[start..<start + length])
+        }
+    }
+
+    /// The cached Image unpacked from the file at `path` by `stream` (the
+    /// file's content -> the compressed stream and its tool).
+    private static func unpackedImage(
+        _ path: String, as packing: String, _ stream: ([UInt8]) throws -> (ArraySlice<UInt8>, String)
+    ) throws -> String {
         guard let found = lookup(path, "Image") else {
             throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) cannot be read")
         }
@@ -64,16 +97,14 @@ enum KernelCache {
         case .hit(let target): return target
         case .content(let d, let i): (data, identity) = (d, i)
         }
-        guard data.starts(with: [0x1f, 0x8b]) else {
-            throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) is not gzip-compressed")
-        }
         do {
+            let (compressed, tool) = try stream(data)
             return remember(
                 identity, "Image",
-                try cached(data, source: path, suffix: "Image", stream: data[...], tool: "gzip", expect: nil))
+                try cached(data, source: path, suffix: "Image", stream: compressed, tool: tool, expect: nil))
         } catch let e as BridgeError {
             throw BridgeError(
-                VMZ_ERROR_KERNEL, "kernel \(quoted(path)) is gzip-compressed and cannot be decompressed: \(e.message)")
+                VMZ_ERROR_KERNEL, "kernel \(quoted(path)) cannot be decompressed as \(packing): \(e.message)")
         }
     }
 
@@ -104,7 +135,12 @@ enum KernelCache {
         guard length > 4, start + length <= data.count else {
             throw BridgeError(VMZ_ERROR_KERNEL, "no compressed payload found in the bzImage")
         }
-        let payload = data[start..<start + length]
+        return try compressedStream(data[start..<start + length])
+    }
+
+    /// A kernel's compressed payload (of a bzImage or an EFI zboot image)
+    /// as the stream its tool reads, and the tool.
+    private static func compressedStream(_ payload: ArraySlice<UInt8>) throws -> (ArraySlice<UInt8>, String) {
         let magic = Array(payload.prefix(6))
         if magic.starts(with: [0x1f, 0x8b]) { return (payload, "gzip") }
         // xz, lz4 and zstd payloads end with the kernel's 4-byte size,
@@ -112,6 +148,8 @@ enum KernelCache {
         if magic.starts(with: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]) { return (payload.dropLast(4), "xz") }
         if magic.starts(with: [0x02, 0x21, 0x4c, 0x18]) { return (payload.dropLast(4), "lz4") }
         if magic.starts(with: [0x28, 0xb5, 0x2f, 0xfd]) { return (payload.dropLast(4), "zstd") }
+        // lzma "alone" (arm64 zboot's CONFIG_KERNEL_LZMA): xz reads it too.
+        if magic.starts(with: [0x5d, 0x00, 0x00]) { return (payload.dropLast(4), "xz") }
         throw BridgeError(VMZ_ERROR_KERNEL, "unsupported payload compression")
     }
 

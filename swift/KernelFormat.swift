@@ -41,7 +41,7 @@ enum KernelFormat: Equatable, CustomStringConvertible {
         switch self {
         case .arm64Image: return "an arm64 Image"
         case .gzip: return "gzip-compressed"
-        case .efiZboot: return "an EFI zboot image (vmlinuz.efi, compressed inside; extract the Image from it)"
+        case .efiZboot: return "an EFI zboot image (an arm64 vmlinuz.efi)"
         case .bzImage: return "an x86 bzImage"
         case .elf: return "an ELF file (vmlinux)"
         case .unknown: return "of an unknown format (not a Linux kernel image?)"

@@ -61,16 +61,18 @@ struct QEMUMachineType {
     }
 
     /// Checks that `path` is a kernel QEMU boots for `architecture`
-    /// (arm64: gzip-compressed too; it is decompressed at start).
+    /// (arm64: gzip-compressed or EFI zboot too; unpacked at start).
     static func checkKernel(_ path: String, _ architecture: GuestArchitecture) throws {
         let format = try KernelFormat(path: path)
-        if architecture.boots(format) || (architecture == .arm64 && format == .gzip) { return }
+        if architecture.boots(format) || architecture.unpacks(format) { return }
         var hint = ""
         for other in [GuestArchitecture.x86_64, .arm64] where other != architecture && other.boots(format) {
             hint = " (a kernel for \(other) guests: set the guest architecture to \(other))"
         }
         if format == .gzip {
             hint = " (a compressed vmlinux.gz? x86_64 boots the bzImage or the uncompressed vmlinux)"
+        } else if format == .efiZboot {
+            hint = " (a kernel for arm64 guests: set the guest architecture to arm64)"
         }
         throw BridgeError(
             VMZ_ERROR_KERNEL,
@@ -79,9 +81,9 @@ struct QEMUMachineType {
     }
 
     /// The file QEMU boots for the kernel at `path` (already checked): an
-    /// x86 bzImage's payload unpacked, when that works, or a gzip-compressed
-    /// arm64 Image decompressed, both once, into the kernel cache
-    /// (KernelCache.swift).
+    /// x86 bzImage's payload unpacked, when that works, or an arm64 Image
+    /// out of its gzip or EFI zboot packing (QEMU 7.2 cannot load a zboot
+    /// image), each once, into the kernel cache (KernelCache.swift).
     static func bootableKernel(_ path: String, _ architecture: GuestArchitecture) throws -> String {
         switch architecture {
         case .x86_64:
@@ -89,13 +91,14 @@ struct QEMUMachineType {
             // itself under emulation.
             return KernelCache.uncompressed(for: path) ?? path
         case .arm64:
-            guard try KernelFormat(path: path) == .gzip else { return path }
-            let image = try KernelCache.gunzipped(path)
+            let packing = try KernelFormat(path: path)
+            guard architecture.unpacks(packing) else { return path }
+            let image = try packing == .gzip ? KernelCache.gunzipped(path) : KernelCache.unzbooted(path)
             let format = try KernelFormat(path: image)
             guard format == .arm64Image else {
                 throw BridgeError(
                     VMZ_ERROR_KERNEL,
-                    "kernel \(quoted(path)) is gzip-compressed, and decompressed it is \(format.description), not an arm64 Image"
+                    "kernel \(quoted(path)) is \(packing.description), and unpacked it is \(format.description), not an arm64 Image"
                 )
             }
             return image

@@ -97,20 +97,20 @@ final class VZEngine: VMEngine {
         try VZDisks.validate(config.disks)
     }
 
-    /// Checks the kernel's format; returns it (gzip is accepted here and
-    /// decompressed by `init` into the kernel cache, since validation writes
-    /// no files).
-    /// `decompressedFrom`: the original path when `path` is the decompressed
-    /// copy of a gzip-compressed kernel.
+    /// Checks the kernel's format; returns it (gzip and, on Apple silicon,
+    /// EFI zboot are accepted here and unpacked by `init` into the kernel
+    /// cache, since validation writes no files).
+    /// `decompressedFrom`: the original path when `path` is the unpacked
+    /// copy of a packed kernel.
     @discardableResult
     static func checkKernel(_ path: String, decompressedFrom original: String? = nil) throws -> KernelFormat {
         let format = try KernelFormat(path: path)
-        let what = original.map { "kernel \(quoted($0)) is gzip-compressed, and decompressed it" }
+        let what = original.map { "kernel \(quoted($0)) is packed, and unpacked it" }
             ?? "kernel \(quoted(path))"
         // The host's architecture only (validate): an arm64 Image on Apple
         // silicon; a bzImage or ELF vmlinux on Intel (UNCONFIRMED on a real
         // Intel Mac).
-        if format == .gzip && original == nil || GuestArchitecture.host.boots(format) {
+        if GuestArchitecture.host.boots(format) || original == nil && (format == .gzip || GuestArchitecture.host.unpacks(format)) {
             return format
         }
         throw BridgeError(
@@ -126,11 +126,13 @@ final class VZEngine: VMEngine {
         self.queue = queue
         self.delegate = delegate
 
-        // A gzip-compressed kernel is decompressed once, natively, and
-        // kept in the kernel cache (KernelCache.swift), shared with later VMs.
+        // A gzip-compressed kernel, or an EFI zboot image, is unpacked
+        // once, natively, and kept in the kernel cache (KernelCache.swift),
+        // shared with later VMs.
         var kernelPath = config.kernelPath
-        if try KernelFormat(path: kernelPath) == .gzip {
-            kernelPath = try KernelCache.gunzipped(config.kernelPath)
+        let packing = try KernelFormat(path: kernelPath)
+        if packing == .gzip || packing == .efiZboot {
+            kernelPath = try packing == .gzip ? KernelCache.gunzipped(config.kernelPath) : KernelCache.unzbooted(config.kernelPath)
             try VZEngine.checkKernel(kernelPath, decompressedFrom: config.kernelPath)
         }
 

@@ -4,8 +4,9 @@
 //! boot takes seconds, so each boot checks several things; together they
 //! cover the marker, the console both ways (hvc0 and the PL011), the
 //! guest's poweroff, the graceful stop (the GPIO power key), the force
-//! stop, a kernel panic, the gzip-compressed Image through the kernel
-//! cache, the entropy device and a named port, and what vmz asks of QEMU.
+//! stop, a kernel panic, the gzip-compressed Image and an EFI zboot image
+//! through the kernel cache, the entropy device and a named port, and what
+//! vmz asks of QEMU.
 
 // These tests boot test guests under QEMU (scripts/make-guest.sh): Linux
 // only. On macOS `cargo test` runs the unit and doc tests.
@@ -128,17 +129,43 @@ fn gzip_image_boots_through_the_cache_and_stops_on_the_power_key() {
     before.assert_restored();
 }
 
-/// The uncompressed Image with the console on the PL011 (ttyAMA0): the
-/// guest's own poweroff ends the VM as "guest stopped".
+/// An EFI zboot image (Linux's CONFIG_EFI_ZBOOT `vmlinuz.efi`) around
+/// `gzip`, the compressed Image: the header Linux writes (`MZ`, `zimg`, the
+/// payload's offset and size, the compression's name); the EFI stub's code,
+/// which neither QEMU's direct boot nor vmz runs, is left out.
+fn zboot_image(gzip: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
+    let payload = std::fs::read(gzip).unwrap();
+    let mut image = vec![0u8; 64];
+    image[0..2].copy_from_slice(b"MZ");
+    image[4..8].copy_from_slice(b"zimg");
+    image[8..12].copy_from_slice(&64u32.to_le_bytes());
+    image[12..16].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    image[24..28].copy_from_slice(b"gzip");
+    image.extend_from_slice(&payload);
+    let path = dir.join("vmlinuz.efi");
+    std::fs::write(&path, image).unwrap();
+    path
+}
+
+/// An EFI zboot image, unpacked into the kernel cache, boots with the
+/// console on the PL011 (ttyAMA0); the guest's own poweroff ends the VM as
+/// "guest stopped".
 #[test]
-fn image_on_the_pl011_powers_off_by_itself() {
+fn zboot_image_on_the_pl011_powers_off_by_itself() {
     let _serial = common::serial();
     let g = common::arm64_guest();
+    let dir = common::TempDir(
+        std::env::temp_dir().join(format!("vmz-arm64-zboot-{}", std::process::id())),
+    );
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let zboot = zboot_image(&g.bzimage, &dir.0);
+    let cache = dir.0.join("kernels");
+    std::env::set_var("VMZ_KERNEL_CACHE", &cache);
     let before = Resources::now();
     {
         let cmdline = g.cmdline.replace("console=hvc0", "console=ttyAMA0");
         assert_ne!(cmdline, g.cmdline, "the guest's console is hvc0");
-        let builder = arm64_builder(&g.kernel)
+        let builder = arm64_builder(&zboot)
             .console(ConsoleDevice::Serial)
             .command_line(&cmdline);
         let (vm, events, mut console) = boot(builder);
@@ -148,6 +175,15 @@ fn image_on_the_pl011_powers_off_by_itself() {
             console.text().contains("Booting Linux"),
             "{}",
             console.text()
+        );
+        let cached: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(cached.len(), 1, "one cached kernel: {cached:?}");
+        assert!(
+            std::fs::read(&cached[0]).unwrap() == std::fs::read(&g.kernel).unwrap(),
+            "the cached kernel is the zboot image's payload, unpacked"
         );
         console.send_line("hello pl011");
         console.expect("echo: hello pl011", BOOT_TIMEOUT);
@@ -159,6 +195,7 @@ fn image_on_the_pl011_powers_off_by_itself() {
         release(vm);
         console.close();
     }
+    std::env::remove_var("VMZ_KERNEL_CACHE");
     before.assert_restored();
 }
 
@@ -196,6 +233,7 @@ fn a_panic_is_an_error_and_a_force_stop_ends_the_guest() {
 /// refused by validate, before anything starts.
 #[test]
 fn kernels_and_accelerators_are_checked_against_the_architecture() {
+    let _serial = common::serial();
     let arm = common::arm64_guest();
     let x86 = common::guest();
     let check = |builder: vmz::ConfigBuilder, code: ErrorCode, words: &[&str]| {
@@ -221,20 +259,33 @@ fn kernels_and_accelerators_are_checked_against_the_architecture() {
         ErrorCode::Kernel,
         &["arm64 Image", "for arm64 guests", "an x86_64 guest boots"],
     );
-    // An EFI zboot image (vmlinuz.efi): QEMU 7.2 cannot load one.
+    // An EFI zboot image (arm64's vmlinuz.efi) for an x86_64 guest.
     let dir = common::TempDir(
         std::env::temp_dir().join(format!("vmz-arm64-formats-{}", std::process::id())),
     );
     std::fs::create_dir_all(&dir.0).unwrap();
-    let zboot = dir.0.join("vmlinuz.efi");
-    let mut bytes = b"MZ\0\0zimg".to_vec();
-    bytes.resize(4096, 0);
-    std::fs::write(&zboot, bytes).unwrap();
+    let zboot = zboot_image(&arm.bzimage, &dir.0);
     check(
-        arm64_builder(&zboot),
+        vmz::Config::builder(&zboot).guest_architecture(GuestArchitecture::X86_64),
         ErrorCode::Kernel,
-        &["EFI zboot", "extract the Image"],
+        &["EFI zboot", "for arm64 guests"],
     );
+    // A zboot image whose payload is not inside the file: refused at start.
+    let mut cut = std::fs::read(&zboot).unwrap();
+    cut.truncate(4096);
+    let cut_path = dir.0.join("cut.efi");
+    std::fs::write(&cut_path, cut).unwrap();
+    let config = arm64_builder(&cut_path).build().unwrap();
+    config.validate().expect("the header passes validate");
+    let vm = Machine::new(&config).unwrap();
+    let e = start(&vm).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Kernel, "{e}");
+    assert!(
+        e.to_string()
+            .contains("cannot be decompressed as an EFI zboot image"),
+        "{e}"
+    );
+    release(vm);
     // KVM cannot run a guest of another architecture.
     let foreign = if cfg!(target_arch = "x86_64") {
         arm64_builder(&arm.kernel)

@@ -253,6 +253,40 @@ func testKernelCache() {
     check(KernelCache.uncompressed(for: notELF) == nil, "a payload that is not ELF boots as it is (nil)")
     check(KernelCache.uncompressed(for: root + "/vmlinux") == nil, "an ELF vmlinux needs nothing (nil)")
     check(filesIn(cache).count == 2, "no leftovers after the refusals")
+
+    // arm64's EFI zboot image: the header's payload, gzip (as is) or zstd
+    // (with the 4-byte size Linux appends), unpacked to the Image.
+    func zboot(payload: [UInt8], compression: String, name: String) -> String {
+        var header = [UInt8](repeating: 0, count: 64)
+        header.replaceSubrange(0..<2, with: Array("MZ".utf8))
+        header.replaceSubrange(4..<8, with: Array("zimg".utf8))
+        func put32(_ at: Int, _ v: Int) { for i in 0..<4 { header[at + i] = UInt8(truncatingIfNeeded: v >> (8 * i)) } }
+        put32(8, 64)
+        put32(12, payload.count)
+        header.replaceSubrange(24..<24 + compression.utf8.count, with: Array(compression.utf8))
+        let path = root + "/" + name
+        writeFile(path, header + payload + [UInt8](repeating: 0, count: 512))  // the EFI stub's code follows
+        return path
+    }
+    let zGzip = zboot(payload: readBytes(root + "/Image.gz") ?? [], compression: "gzip", name: "vmlinuz-gzip.efi")
+    check((try? KernelFormat(path: zGzip)) == .efiZboot, "zboot: recognised")
+    let fromGzip = try? KernelCache.unzbooted(zGzip)
+    check(fromGzip != nil && readBytes(fromGzip!) == changed, "unzbooted: the gzip payload, unpacked")
+    check(shell("zstd -q -c '\(root)/Image' > '\(root)/Image.zst'"), "zstd the fake Image")
+    let zZstd = zboot(
+        payload: (readBytes(root + "/Image.zst") ?? []) + [0, 0, 0, 0], compression: "zstd22", name: "vmlinuz-zstd.efi")
+    let fromZstd = try? KernelCache.unzbooted(zZstd)
+    check(fromZstd != nil && readBytes(fromZstd!) == changed, "unzbooted: the zstd payload (size appended), unpacked")
+    let before = filesIn(cache).count
+    writeFile(root + "/short.efi", Array((readBytes(zGzip) ?? []).prefix(100)))
+    do {
+        _ = try KernelCache.unzbooted(root + "/short.efi")
+        check(false, "a zboot image whose payload is cut off is refused")
+    } catch let e as BridgeError {
+        check(e.code == VMZ_ERROR_KERNEL && e.message.contains("is not inside the file"), "cut zboot: \(e.message)")
+    } catch { check(false, "unexpected error \(error)") }
+    check((try? KernelCache.unzbooted(root + "/Image")) == nil, "an Image is not a zboot image")
+    check(filesIn(cache).count == before, "no leftovers after the zboot refusals")
 }
 
 @main
