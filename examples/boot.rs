@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! cargo run --example boot                 # the project's test guest
+//! cargo run --example boot -- --arch arm64 # its arm64 twin (qemu-system-aarch64)
 //! cargo run --example boot -- --kernel K --initrd I --cmdline "console=hvc0" \
 //!     --cpus 2 --memory 512 --no-net --accel tcg --fast-boot
 //! ```
 //!
 //! With no `--kernel`, it boots the guest that `scripts/make-guest.sh`
-//! builds (and runs that script first if the guest is missing).
+//! builds (and runs that script first if the guest is missing); with
+//! `--arch arm64`, the one of `scripts/make-guest.sh --arch arm64`.
 //! Lines typed here go to the guest's console. Ctrl-C asks the guest to
 //! stop (ACPI power button); a second Ctrl-C forces the stop.
 //!
@@ -20,7 +22,7 @@ use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use vmz::{Accelerator, Config, Exit, Machine};
+use vmz::{Accelerator, Config, Exit, GuestArchitecture, Machine};
 
 static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
 
@@ -37,10 +39,12 @@ struct Args {
     nat: bool,
     accel: Accelerator,
     fast_boot: bool,
+    arch: GuestArchitecture,
 }
 
 const USAGE: &str = "usage: boot [--kernel PATH] [--initrd PATH] [--cmdline TEXT] \
-[--cpus N] [--memory MIB] [--no-net] [--accel auto|hardware|software] [--fast-boot]";
+[--cpus N] [--memory MIB] [--no-net] [--accel auto|hardware|software] [--fast-boot] \
+[--arch host|x86_64|arm64]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -52,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         nat: true,
         accel: Accelerator::Auto,
         fast_boot: false,
+        arch: GuestArchitecture::Host,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,6 +79,14 @@ fn parse_args() -> Result<Args, String> {
                     other => return Err(format!("unknown accelerator {other}")),
                 }
             }
+            "--arch" => {
+                args.arch = match value()?.as_str() {
+                    "host" => GuestArchitecture::Host,
+                    "x86_64" | "amd64" => GuestArchitecture::X86_64,
+                    "arm64" | "aarch64" => GuestArchitecture::Arm64,
+                    other => return Err(format!("unknown architecture {other}")),
+                }
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -81,23 +94,34 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// The project's test guest: built by scripts/make-guest.sh if missing.
-fn default_guest() -> Result<PathBuf, String> {
+/// The project's test guest for `arch` (its directory and kernel): built by
+/// scripts/make-guest.sh if missing.
+fn default_guest(arch: GuestArchitecture) -> Result<(PathBuf, PathBuf), String> {
     if !cfg!(target_os = "linux") {
         return Err(
-            "the test guest (an amd64 Debian kernel, built with apt-get) is made \
+            "the test guest (a Debian kernel, built with apt-get) is made \
              on Linux only: pass --kernel and --initrd (an arm64 Image on a Mac) and \
              --cmdline \"console=hvc0\""
                 .into(),
         );
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = std::env::var_os("VMZ_GUEST_DIR")
+    let (env, default, kernel, flags): (_, _, _, &[&str]) = match arch.resolved() {
+        GuestArchitecture::Arm64 => (
+            "VMZ_GUEST_DIR_ARM64",
+            "target/vmz-guest-arm64",
+            "Image",
+            &["--arch", "arm64"],
+        ),
+        _ => ("VMZ_GUEST_DIR", "target/vmz-guest", "vmlinux", &[]),
+    };
+    let dir = std::env::var_os(env)
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/vmz-guest"));
-    if !dir.join("vmlinux").is_file() || !dir.join("initrd.img").is_file() {
-        eprintln!("boot: building the test guest with scripts/make-guest.sh ...");
+        .unwrap_or_else(|| root.join(default));
+    if !dir.join(kernel).is_file() || !dir.join("initrd.img").is_file() {
+        eprintln!("boot: building the test guest with scripts/make-guest.sh {flags:?} ...");
         let status = Command::new(root.join("scripts/make-guest.sh"))
+            .args(flags)
             .arg(&dir)
             .status()
             .map_err(|e| format!("cannot run scripts/make-guest.sh: {e}"))?;
@@ -105,7 +129,8 @@ fn default_guest() -> Result<PathBuf, String> {
             return Err("scripts/make-guest.sh failed".into());
         }
     }
-    Ok(dir)
+    let kernel = dir.join(kernel);
+    Ok((dir, kernel))
 }
 
 fn main() -> ExitCode {
@@ -132,7 +157,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
     let (kernel, initrd, cmdline) = match args.kernel {
         Some(k) => (k, args.initrd, args.cmdline.unwrap_or_default()),
         None => {
-            let dir = default_guest()?;
+            let (dir, kernel) = default_guest(args.arch)?;
             let cmdline = match args.cmdline {
                 Some(c) => c,
                 None => std::fs::read_to_string(dir.join("cmdline"))
@@ -140,7 +165,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
                     .unwrap_or_else(|_| "console=hvc0".into()),
             };
             (
-                dir.join("vmlinux"),
+                kernel,
                 args.initrd.or(Some(dir.join("initrd.img"))),
                 cmdline,
             )
@@ -157,6 +182,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .nat(args.nat)
         .accelerator(args.accel)
         .fast_boot_options(args.fast_boot)
+        .guest_architecture(args.arch)
         .serial_input(reader);
     if let Some(initrd) = initrd {
         builder = builder.initrd(initrd);

@@ -37,8 +37,9 @@ fi
 scripts/typecheck-macos.sh
 echo "== Swift unit tests (swift/tests)"
 scripts/swift-tests.sh
-echo "== building the test guest"
+echo "== building the test guests (x86_64, arm64)"
 scripts/make-guest.sh
+scripts/make-guest.sh --arch arm64
 echo "== cargo test"
 cargo test --all-targets
 cargo test --doc

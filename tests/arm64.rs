@@ -5,8 +5,8 @@
 //! cover the marker, the console both ways (hvc0 and the PL011), the
 //! guest's poweroff, the graceful stop (the GPIO power key), the force
 //! stop, a kernel panic, the gzip-compressed Image and an EFI zboot image
-//! through the kernel cache, the entropy device and a named port, and what
-//! vmz asks of QEMU.
+//! through the kernel cache, the entropy device, a named port and a
+//! virtio-blk disk, and what vmz asks of QEMU.
 
 // These tests boot test guests under QEMU (scripts/make-guest.sh): Linux
 // only. On macOS `cargo test` runs the unit and doc tests.
@@ -148,8 +148,9 @@ fn zboot_image(gzip: &std::path::Path, dir: &std::path::Path) -> std::path::Path
 }
 
 /// An EFI zboot image, unpacked into the kernel cache, boots with the
-/// console on the PL011 (ttyAMA0); the guest's own poweroff ends the VM as
-/// "guest stopped".
+/// console on the PL011 (ttyAMA0) and a virtio-blk disk, which the guest
+/// writes; the guest's own poweroff ends the VM as "guest stopped", and the
+/// disk holds what it wrote.
 #[test]
 fn zboot_image_on_the_pl011_powers_off_by_itself() {
     let _serial = common::serial();
@@ -159,6 +160,11 @@ fn zboot_image_on_the_pl011_powers_off_by_itself() {
     );
     std::fs::create_dir_all(&dir.0).unwrap();
     let zboot = zboot_image(&g.bzimage, &dir.0);
+    let disk = dir.0.join("disk.raw");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
     let cache = dir.0.join("kernels");
     std::env::set_var("VMZ_KERNEL_CACHE", &cache);
     let before = Resources::now();
@@ -167,7 +173,8 @@ fn zboot_image_on_the_pl011_powers_off_by_itself() {
         assert_ne!(cmdline, g.cmdline, "the guest's console is hvc0");
         let builder = arm64_builder(&zboot)
             .console(ConsoleDevice::Serial)
-            .command_line(&cmdline);
+            .command_line(&cmdline)
+            .disk(vmz::Disk::new(&disk).serial("arm64"));
         let (vm, events, mut console) = boot(builder);
         assert!(matches!(recv(&events, "Started"), Event::Started));
         // The PL011 prints from the kernel's first message on.
@@ -187,6 +194,13 @@ fn zboot_image_on_the_pl011_powers_off_by_itself() {
         );
         console.send_line("hello pl011");
         console.expect("echo: hello pl011", BOOT_TIMEOUT);
+        console.send_line("disks");
+        console.expect(
+            "vmz-guest: disk vda ro=0 size=16384 serial=arm64",
+            BOOT_TIMEOUT,
+        );
+        console.send_line("disk-write vda written-on-arm64");
+        console.expect("vmz-guest: disk-write vda ok", BOOT_TIMEOUT);
         console.send_line("poweroff");
         let exit = wait(&vm, BOOT_TIMEOUT);
         assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
@@ -195,6 +209,11 @@ fn zboot_image_on_the_pl011_powers_off_by_itself() {
         release(vm);
         console.close();
     }
+    let written = std::fs::read(&disk).unwrap();
+    assert!(
+        written.starts_with(b"written-on-arm64"),
+        "the disk holds the guest's write"
+    );
     std::env::remove_var("VMZ_KERNEL_CACHE");
     before.assert_restored();
 }
