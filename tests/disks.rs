@@ -4,6 +4,10 @@
 //! a disk another VM uses is refused, and every bad disk is a typed error
 //! that starts nothing and leaves nothing behind.
 
+// These tests boot the test guest under QEMU (scripts/make-guest.sh): Linux
+// only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
