@@ -246,6 +246,10 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    if !cfg!(target_os = "linux") {
+        println!("vmz arm64 boot bench: Linux only (it runs QEMU and the test guest)");
+        return;
+    }
     if !std::env::args().any(|a| a == "--bench") {
         println!("vmz arm64 boot bench: run it with `cargo bench --bench arm64`");
         return;
