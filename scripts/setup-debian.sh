@@ -13,6 +13,8 @@
 #   cpio, lz4, zstd  to pack the initramfs and unpack the kernel
 #   qemu-img      (`qemu-utils`, bookworm's 7.2 like QEMU) the disk tests make
 #                 qcow2 images with it
+#   valgrind      scripts/valgrind.sh (part of scripts/test.sh)
+#   cargo-fuzz    `cargo install`ed: the fuzz target in scripts/test.sh
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -33,6 +35,13 @@ command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v lz4 >/dev/null 2>&1 || need+=(lz4)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-img)
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+
+# cargo-fuzz, for the fuzz target that scripts/test.sh builds and runs
+# briefly (a crates.io tool, installed with cargo; needs the Rust toolchain).
+if command -v cargo >/dev/null 2>&1 && ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "setup-debian.sh: everything is installed"
@@ -71,6 +80,7 @@ for n in "${need[@]}"; do
         zstd) pkgs+=(zstd) ;;
         lz4) pkgs+=(lz4) ;;
         qemu-img) pkgs+=(qemu-utils) ;;
+        valgrind) pkgs+=(valgrind) ;;
     esac
 done
 if [ ${#pkgs[@]} -gt 0 ]; then

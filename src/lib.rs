@@ -94,9 +94,20 @@ pub fn abi_version() -> u32 {
 
 #[cfg(test)]
 mod tests {
+    /// The ABI this crate's Rust side is written for. An ABI change (a new
+    /// header, a bridge built from another one) fails here until the Rust
+    /// side is updated and this number with it.
+    const ABI_THIS_CRATE_SPEAKS: u32 = 3;
+
     #[test]
-    fn abi_version_matches_header() {
-        assert_eq!(super::abi_version(), super::sys::VMZ_ABI_VERSION);
+    fn abi_version_is_the_one_this_crate_speaks() {
+        assert_eq!(super::sys::VMZ_ABI_VERSION, ABI_THIS_CRATE_SPEAKS, "header");
+        assert_eq!(super::abi_version(), ABI_THIS_CRATE_SPEAKS, "linked bridge");
+        // Old callers' struct sizes stay what they were (LP64); the current
+        // struct only grows.
+        assert_eq!(super::sys::VMZ_CONFIG_SIZE_V1, 64);
+        assert_eq!(super::sys::VMZ_CONFIG_SIZE_V2, 72);
+        assert!(std::mem::size_of::<super::sys::VMZConfig>() > 72);
     }
 }
 

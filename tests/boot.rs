@@ -56,6 +56,11 @@ fn boots_echoes_serial_and_powers_off() {
             &format!("vmz-guest: cmdline [{}]", common::guest().cmdline),
             BOOT_TIMEOUT,
         );
+        // NAT (on by default): the guest's virtio NIC gets an address from
+        // QEMU's user-mode network (DHCP on the host's side, no outside
+        // traffic).
+        console.send_line("net");
+        console.expect("vmz-guest: net 10.0.2.", BOOT_TIMEOUT);
         console.send_line("hello from the host");
         console.expect("echo: hello from the host", BOOT_TIMEOUT);
         assert!(
@@ -297,6 +302,75 @@ fn firmware_is_qboot_when_installed_next_to_qemu_else_the_default() {
         qemu.with(|| common::boot_with(common::guest_builder(&g.kernel), |_| {}));
         let expected = with_qboot.then(|| qboot.to_string_lossy().into_owned());
         assert_eq!(qemu.value_of("-bios"), expected, "{:?}", qemu.args());
+    }
+    before.assert_restored();
+}
+
+/// Blocking calls on a VM from inside its own event handler would wait for
+/// the queue the handler runs on: each returns `CalledFromHandler` instead.
+/// The handler stops calling at the first wrong answer, so that a
+/// regression fails here instead of deadlocking the test.
+#[test]
+fn blocking_calls_from_a_handler_return_called_from_handler() {
+    use std::sync::{Arc, OnceLock, Weak};
+    let _serial = common::serial();
+    common::guest();
+    let before = Resources::now();
+    {
+        let (console, input, output) = Console::new();
+        let me: Arc<OnceLock<Weak<Machine>>> = Arc::default();
+        let (tx, answers) = mpsc::channel::<(&'static str, String)>();
+        let handler_me = me.clone();
+        let vm = Arc::new(
+            Machine::with_event_handler(&guest_config(input, output), move |e| {
+                if !matches!(e, Event::Started) {
+                    return;
+                }
+                let vm = handler_me.get().and_then(Weak::upgrade).expect("the VM");
+                let called_from_handler =
+                    |r: &vmz::Result<()>| matches!(r, Err(vmz::Error::CalledFromHandler(_)));
+                let exit_is = |x: &Option<Exit>| {
+                    matches!(x, Some(Exit::Error(vmz::Error::CalledFromHandler(_))))
+                };
+                // Calls that fail fast without the check come first.
+                let r = vm.start();
+                let _ = tx.send(("start", format!("{r:?}")));
+                if !called_from_handler(&r) {
+                    return;
+                }
+                let x = vm.wait_timeout(Duration::from_millis(100));
+                let _ = tx.send(("wait_timeout", format!("{x:?}")));
+                if !exit_is(&x) {
+                    return;
+                }
+                let x = vm.wait();
+                let _ = tx.send(("wait", format!("{x:?}")));
+                let r = vm.stop(Duration::from_millis(100)).map(|_| ());
+                let _ = tx.send(("stop", format!("{r:?}")));
+                if !called_from_handler(&r) {
+                    return;
+                }
+                let r = vm.force_stop();
+                let _ = tx.send(("force_stop", format!("{r:?}")));
+            })
+            .unwrap(),
+        );
+        me.set(Arc::downgrade(&vm)).unwrap();
+        common::start(&vm).expect("start");
+        for call in ["start", "wait_timeout", "wait", "stop", "force_stop"] {
+            let (name, answer) = answers
+                .recv_timeout(common::EVENT_BOUND)
+                .unwrap_or_else(|_| panic!("no answer from {call} inside the handler"));
+            assert_eq!(name, call);
+            assert!(
+                answer.contains("CalledFromHandler"),
+                "{call} from inside the handler: {answer}"
+            );
+        }
+        assert_eq!(vm.state(), State::Running, "nothing was stopped");
+        common::force_stop(&vm).unwrap();
+        common::release(Arc::into_inner(vm).expect("the only reference"));
+        console.close();
     }
     before.assert_restored();
 }

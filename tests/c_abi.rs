@@ -376,7 +376,8 @@ fn hostile_paths_that_do_not_exist() {
 }
 
 /// ...and existing ones boot the guest they name, nothing else: QEMU gets
-/// the files as inherited descriptors, never their names.
+/// the files as inherited descriptors (`/dev/fd/N`), never their names
+/// (QEMU run through a wrapper that records its arguments).
 #[test]
 fn hostile_paths_that_exist_boot_normally() {
     let _s = common::serial();
@@ -388,8 +389,11 @@ fn hostile_paths_that_exist_boot_normally() {
     let initrd = dir.join("--initrd=passwd,if=none -append init=sh");
     std::os::unix::fs::symlink(&g.kernel, &kernel).unwrap();
     std::os::unix::fs::symlink(&g.initrd, &initrd).unwrap();
-    {
-        let (console, input, output) = Console::new();
+    let wrapper =
+        common::TempDir(std::env::temp_dir().join(format!("vmz-abi-qemu-{}", std::process::id())));
+    let qemu = common::RecordingQemu::new(&wrapper.0);
+    qemu.with(|| {
+        let (mut console, input, output) = Console::new();
         let config = vmz::Config::builder(&kernel)
             .initrd(&initrd)
             .command_line(format!("{} vmz.test=a,b", g.cmdline))
@@ -402,10 +406,29 @@ fn hostile_paths_that_exist_boot_normally() {
         let vm = vmz::Machine::new(&config).unwrap();
         common::start(&vm).unwrap();
         console.expect(MARKER, BOOT_TIMEOUT);
+        // No network device without NAT: the guest has no eth0.
+        console.send_line("net");
+        console.expect("vmz-guest: net failed", BOOT_TIMEOUT);
         common::force_stop(&vm).unwrap();
         common::release(vm);
         drop(config); // it holds the console's write end
         console.close();
+    });
+    let args = qemu.args();
+    for line in &args {
+        for part in ["abi test", "-kernel,file", "q'", "passwd", "init=sh"] {
+            assert!(
+                !line.contains(part),
+                "a caller's path reached QEMU's arguments: {line:?} in {args:?}"
+            );
+        }
+    }
+    for option in ["-kernel", "-initrd"] {
+        let value = qemu.value_of(option).unwrap_or_default();
+        assert!(
+            value.starts_with("/dev/fd/"),
+            "{option} {value:?}: {args:?}"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
     before.assert_restored();

@@ -115,10 +115,15 @@ fn closing_the_serial_input_leaves_the_guest_running() {
     });
 }
 
+/// The host of `a_vanished_serial_reader_neither_kills_the_host_nor_the_vm`,
+/// with SIGPIPE at its default action (death), as in a C program; Rust's
+/// runtime ignores it, which would hide any write of the host's own to a
+/// closed pipe or socket. Prints HOST-ALIVE at the end.
 #[test]
-fn a_vanished_serial_reader_neither_kills_the_host_nor_the_vm() {
-    let _s = common::serial();
-    common::guest();
+#[ignore = "helper process, run by a_vanished_serial_reader_neither_kills_the_host_nor_the_vm"]
+fn sigpipe_host() {
+    // SAFETY: resetting a signal's disposition; no handler involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let before = Resources::now();
     {
         let (mut console, input, _) = Console::new();
@@ -134,15 +139,11 @@ fn a_vanished_serial_reader_neither_kills_the_host_nor_the_vm() {
         }
         drop(out_r); // nobody reads the guest's output any more: EPIPE
         console.send_line("cat-bytes 200000");
-        std::thread::sleep(Duration::from_secs(2));
-        assert_eq!(vm.state(), State::Running, "the VM survives EPIPE");
-        // This process survived too (no SIGPIPE death), and the guest still
-        // takes commands and reports its end.
+        // The guest answers lines in order: its poweroff comes after it has
+        // written every byte into the broken pipe.
         console.send_line("poweroff");
-        assert!(matches!(
-            vm.wait_timeout(BOOT_TIMEOUT),
-            Some(Exit::GuestStopped)
-        ));
+        let exit = common::wait(&vm, BOOT_TIMEOUT);
+        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
         assert!(matches!(common::recv(&events, "Started"), Event::Started));
         assert!(matches!(
             common::recv(&events, "GuestStopped"),
@@ -151,7 +152,59 @@ fn a_vanished_serial_reader_neither_kills_the_host_nor_the_vm() {
         common::release(vm);
         console.close();
     }
+    // The host's own writes to QEMU (QMP commands) after QEMU died: the
+    // socket's peer is gone (EPIPE), which must be an error, not a signal.
+    {
+        let (console, input, output) = Console::new();
+        let vm = Machine::new(&guest_config(input, output)).unwrap();
+        common::start(&vm).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(the_qemu(), libc::SIGKILL) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut requests = 0;
+        while vm.request_stop().is_ok() {
+            requests += 1;
+            assert!(Instant::now() < deadline, "QEMU's death was never noticed");
+        }
+        println!("{requests} stop requests after QEMU was killed");
+        assert!(matches!(
+            common::wait(&vm, Duration::from_secs(10)),
+            Exit::Error(_)
+        ));
+        common::release(vm);
+        console.close();
+    }
     before.assert_restored();
+    println!("HOST-ALIVE");
+}
+
+/// The guest writes to a serial output nobody reads any more (EPIPE in
+/// QEMU): the VM keeps running and reports its end, and the host process,
+/// run with SIGPIPE at its default action, lives.
+#[test]
+fn a_vanished_serial_reader_neither_kills_the_host_nor_the_vm() {
+    let _s = common::serial();
+    common::guest();
+    let host = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "sigpipe_host", "--nocapture"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = common::within("the SIGPIPE host process", common::TEST_BOUND, || {
+        host.wait_with_output().unwrap()
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    use std::os::unix::process::ExitStatusExt;
+    assert_ne!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "the host died of SIGPIPE: {stdout}"
+    );
+    assert!(
+        out.status.success() && stdout.contains("HOST-ALIVE"),
+        "the host failed ({:?}): {stdout}",
+        out.status
+    );
 }
 
 #[test]
@@ -309,11 +362,16 @@ fn qemu_runs_in_its_own_group_with_signals_open_and_a_host_signal_is_not_a_guest
 }
 
 /// QEMU reports a guest poweroff on QMP (SHUTDOWN, guest true) just before
-/// it exits. Even when the VM's queue sees the exit first (here: its only
-/// thread is held in an event handler until QEMU is gone), the engine reads
-/// what is left on the QMP socket before it decides how QEMU ended.
+/// it exits. Here the VM's queue is held in the Started handler until QEMU
+/// has exited and is a zombie, so the engine finds the exit and the QMP
+/// event both pending at once: the end is still the guest's.
+///
+/// This does not catch a missing QMP drain in the engine's exit handling:
+/// Started runs inside the QMP client's read loop, which reads on (the
+/// SHUTDOWN event included) after the handler returns, and a hold anywhere
+/// else leaves the socket's wake-up queued before the exit's. See TESTS.md.
 #[test]
-fn a_poweroff_is_the_guests_stop_even_when_the_exit_is_seen_first() {
+fn a_poweroff_is_the_guests_stop_when_the_queue_was_held_until_qemu_exited() {
     let _s = common::serial();
     common::guest();
     let before = Resources::now();

@@ -74,21 +74,48 @@ fn eight_guests_at_once_from_one_process() {
     let before = Resources::now();
     let threads = common::threads();
     {
-        // Callbacks of all VMs land here, concurrently, from bridge threads.
+        // Callbacks of all VMs land here, from bridge threads: one at a time
+        // per VM (its queue), concurrently across VMs (a queue each). On
+        // Started, each handler waits (bounded) until another VM's handler
+        // runs at the same time, or every VM has started: with one queue
+        // shared by all VMs no two handlers could ever overlap.
         let seen: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
         let concurrent = Arc::new(AtomicUsize::new(0));
         let max_concurrent = Arc::new(AtomicUsize::new(0));
+        let started_vms = Arc::new(AtomicUsize::new(0));
+        let overlaps_within_a_vm = Arc::new(AtomicUsize::new(0));
         let mut vms = Vec::new();
         for i in 0..8 {
             let (console, input, output) = Console::new();
-            let (seen, concurrent, max_concurrent) =
-                (seen.clone(), concurrent.clone(), max_concurrent.clone());
+            let (seen, concurrent, max_concurrent, started_vms, overlaps) = (
+                seen.clone(),
+                concurrent.clone(),
+                max_concurrent.clone(),
+                started_vms.clone(),
+                overlaps_within_a_vm.clone(),
+            );
+            let in_this_vm = AtomicUsize::new(0);
             let vm = Machine::with_event_handler(&small_guest(input, output), move |e| {
+                if in_this_vm.fetch_add(1, Ordering::SeqCst) > 0 {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
                 let now = concurrent.fetch_add(1, Ordering::SeqCst) + 1;
                 max_concurrent.fetch_max(now, Ordering::SeqCst);
+                if matches!(e, Event::Started) {
+                    started_vms.fetch_add(1, Ordering::SeqCst);
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while concurrent.load(Ordering::SeqCst) < 2
+                        && started_vms.load(Ordering::SeqCst) < 8
+                        && Instant::now() < deadline
+                    {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    max_concurrent.fetch_max(concurrent.load(Ordering::SeqCst), Ordering::SeqCst);
+                }
                 seen.lock().unwrap().push((i, format!("{e:?}")));
                 std::thread::sleep(Duration::from_millis(20));
                 concurrent.fetch_sub(1, Ordering::SeqCst);
+                in_this_vm.fetch_sub(1, Ordering::SeqCst);
             })
             .unwrap();
             vms.push((vm, console));
@@ -97,8 +124,23 @@ fn eight_guests_at_once_from_one_process() {
         for (vm, _) in &vms {
             vm.start_with(|r| r.expect("start")).unwrap();
         }
-        for (_, console) in &vms {
-            console.expect(MARKER, BOOT_TIMEOUT * 3);
+        for (i, (vm, console)) in vms.iter().enumerate() {
+            let deadline = Instant::now() + BOOT_TIMEOUT * 3;
+            while !console.text().contains(MARKER) {
+                if let Some(exit) = vm.exit() {
+                    panic!(
+                        "VM {i} ended before its marker: {exit:?}\n{}",
+                        console.text()
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "VM {i}: no marker within {:?}:\n{}",
+                    BOOT_TIMEOUT * 3,
+                    console.text()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         eprintln!("8 guests up in {:?}", started.elapsed());
         assert_eq!(common::children().len(), 8);
@@ -119,9 +161,16 @@ fn eight_guests_at_once_from_one_process() {
                 .collect();
             assert_eq!(mine, ["Started", "GuestStopped"], "VM {i}");
         }
-        eprintln!(
-            "at most {} handlers ran at the same time",
-            max_concurrent.load(Ordering::SeqCst)
+        let most = max_concurrent.load(Ordering::SeqCst);
+        eprintln!("at most {most} handlers ran at the same time");
+        assert!(
+            most >= 2,
+            "handlers of different VMs never overlapped: one queue for all?"
+        );
+        assert_eq!(
+            overlaps_within_a_vm.load(Ordering::SeqCst),
+            0,
+            "two handlers of one VM ran at the same time"
         );
         for (vm, console) in vms {
             common::release(vm);

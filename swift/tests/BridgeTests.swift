@@ -230,7 +230,7 @@ func testKernelCache() {
     check((try? KernelCache.gunzipped(root + "/missing")) == nil, "a missing file is an error")
 
     // The Linux engine's path: a bzImage whose payload is an ELF file.
-    func bzImage(payload: [UInt8], name: String) -> String {
+    func bzImage(payload: [UInt8], name: String, padTo size: Int = 0) -> String {
         var setup = [UInt8](repeating: 0, count: 5 * 512)  // boot sector + 4 setup sectors
         setup[0x1f1] = 4
         setup.replaceSubrange(0x202..<0x206, with: Array("HdrS".utf8))
@@ -238,7 +238,9 @@ func testKernelCache() {
         put32(0x248, 0x40)  // payload offset from the protected-mode code
         put32(0x24c, payload.count)
         let path = root + "/" + name
-        writeFile(path, setup + [UInt8](repeating: 0x90, count: 0x40) + payload + [0, 0, 0, 0])
+        var file = setup + [UInt8](repeating: 0x90, count: 0x40) + payload + [0, 0, 0, 0]
+        if file.count < size { file += [UInt8](repeating: 0, count: size - file.count) }
+        writeFile(path, file)
         return path
     }
     let elf = [0x7f, 0x45, 0x4c, 0x46] + image
@@ -287,11 +289,55 @@ func testKernelCache() {
     } catch { check(false, "unexpected error \(error)") }
     check((try? KernelCache.unzbooted(root + "/Image")) == nil, "an Image is not a zboot image")
     check(filesIn(cache).count == before, "no leftovers after the zboot refusals")
+
+    // The key is the content, not the size: two kernels of the same size
+    // are two entries, each with its own payload.
+    func gzipped(_ bytes: [UInt8], _ name: String) -> [UInt8] {
+        writeFile(root + "/" + name, bytes)
+        check(shell("gzip -n -f '\(root)/\(name)'"), "gzip \(name)")
+        return readBytes(root + "/" + name + ".gz") ?? []
+    }
+    var elfB = elf
+    elfB[0x2000] ^= 0x5a
+    let (gzA, gzB) = (gzipped(elf, "a.vmlinux"), gzipped(elfB, "b.vmlinux"))
+    let size = max(gzA.count, gzB.count) + 5 * 512 + 0x40 + 4 + 64
+    let sameSizeA = bzImage(payload: gzA, name: "bzImage-a", padTo: size)
+    let sameSizeB = bzImage(payload: gzB, name: "bzImage-b", padTo: size)
+    let entryA = KernelCache.uncompressed(for: sameSizeA)
+    let entryB = KernelCache.uncompressed(for: sameSizeB)
+    check(entryA != nil && entryB != nil && entryA != entryB,
+          "same size, different content: two entries (\(entryA ?? "nil"), \(entryB ?? "nil"))")
+    check(readBytes(entryA ?? "") == elf && readBytes(entryB ?? "") == elfB, "each entry holds its own kernel")
+
+    // Another process's entry is used as it is: made by a child process
+    // (this binary, `--uncompressed PATH`), then found here, where this
+    // process has never seen the file (no in-process memo): same file, not
+    // unpacked again (same inode; a new unpack would rename a new file in).
+    var elfC = elf
+    elfC[0x3000] ^= 0xa5
+    let other = bzImage(payload: gzipped(elfC, "c.vmlinux"), name: "bzImage-c")
+    let entriesBefore = filesIn(cache)
+    let childOut = root + "/child-entry"
+    let ran = shell("'\(CommandLine.arguments[0])' --uncompressed '\(other)' > '\(childOut)'")
+    let childEntry = String(decoding: readBytes(childOut) ?? [], as: UTF8.self)
+        .split(separator: "\n").first.map(String.init) ?? ""
+    check(ran && childEntry.hasPrefix(cache + "/") && filesIn(cache).count == entriesBefore.count + 1,
+          "the child process made an entry: \(childEntry.debugDescription)")
+    let childInode = inode(childEntry)
+    let here = KernelCache.uncompressed(for: other)
+    check(here == childEntry && childInode != nil && inode(here ?? "") == childInode,
+          "this process reuses the other process's entry (inode \(childInode ?? 0) -> \(inode(here ?? "") ?? 0))")
 }
 
 @main
 struct BridgeTests {
     static func main() {
+        // The child process of testKernelCache: prints the entry it finds
+        // or makes for a kernel.
+        if CommandLine.arguments.count == 3 && CommandLine.arguments[1] == "--uncompressed" {
+            print(KernelCache.uncompressed(for: CommandLine.arguments[2]) ?? "nil")
+            exit(0)
+        }
         testJSON()
         testQuoting()
         testConfig()

@@ -65,15 +65,7 @@ impl RecordingQemu {
     /// holding [`crate::common::serial`]: nothing else of this test binary
     /// reads the environment meanwhile.
     pub fn with<T>(&self, f: impl FnOnce() -> T) -> T {
-        std::env::set_var("VMZ_QEMU", &self.binary);
-        struct Unset;
-        impl Drop for Unset {
-            fn drop(&mut self) {
-                std::env::remove_var("VMZ_QEMU");
-            }
-        }
-        let _unset = Unset;
-        f()
+        super::with_env("VMZ_QEMU", &self.binary, f)
     }
 
     /// The arguments of the last run (argv[1..]; lines of the record, so an
