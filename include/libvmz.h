@@ -103,6 +103,11 @@ typedef enum VMZErrorCode {
     /** ABI 3: a disk is in use by another running VM: held read-write
      *  there, or asked read-write here while another VM has it open. */
     VMZ_ERROR_DISK_IN_USE = 18,
+    /** ABI 3: nobody listens on the guest's vsock port (or the guest did
+     *  not answer the connection in time). */
+    VMZ_ERROR_CONNECTION_REFUSED = 19,
+    /** ABI 3: the host already listens on this vsock port of the VM. */
+    VMZ_ERROR_PORT_IN_USE = 20,
 } VMZErrorCode;
 
 /** How the guest's CPUs are run. */
@@ -258,6 +263,9 @@ typedef struct VMZDisk {
     const char *serial;
 } VMZDisk;
 
+/** VMZConfig.vsock_cid: a vsock device whose context id the engine picks. */
+#define VMZ_VSOCK_CID_AUTO 0xffffffffu
+
 /** Serial descriptor value: "use the default" (no input; output to the
  *  process's standard output). */
 #define VMZ_FD_DEFAULT (-1)
@@ -319,6 +327,13 @@ typedef struct VMZConfig {
      *  in the order the guest sees them. Borrowed for the call. */
     const VMZDisk *disks;
     uint32_t disk_count;
+    /** ABI 3: the guest's vsock context id: 0 for no vsock device,
+     *  VMZ_VSOCK_CID_AUTO for one the engine picks (each VM its own), or
+     *  3 to 0xfffffffe (Linux only; macOS picks the id itself). On Linux the
+     *  device is vhost-vsock where /dev/vhost-vsock is usable, else the
+     *  user-space vhost-device-vsock daemon (its own process per VM,
+     *  which never outlives the calling process). */
+    uint32_t vsock_cid;
 } VMZConfig;
 
 /** sizeof(VMZConfig) in ABI 1, the smallest struct_size accepted. */
@@ -469,6 +484,43 @@ void vmz_error_free(VMZErrorRef error);
  * the most verbose level it wants. Process-wide.
  */
 void vmz_set_log_callback(VMZLogCallback callback, void *context, VMZLogLevel max_level);
+
+/**
+ * vsock (ABI 3): connects to `port` of the guest, on the caller's thread,
+ * waiting at most `timeout_ms` milliseconds (0: 10 s). Returns a connected
+ * stream socket, owned by the caller (close-on-exec, blocking); or -1 with
+ * `*error` set: VMZ_ERROR_CONNECTION_REFUSED when nobody listens there,
+ * VMZ_ERROR_INVALID_STATE when the VM is not running, VMZ_ERROR_DEVICE
+ * when it has no vsock device. Must not be called from a callback of the
+ * same VM (it would wait for its own queue: VMZ_ERROR_INVALID_STATE).
+ */
+int32_t vmz_vsock_connect(VMZHandle handle, uint32_t port, uint32_t timeout_ms, VMZErrorRef *error);
+
+/**
+ * Called on the VM's queue for each connection the guest makes to a port
+ * the host listens on (vmz_vsock_listen). `fd` is a connected stream
+ * socket owned by the receiver (close-on-exec, blocking).
+ */
+typedef void (*VMZVsockAcceptCallback)(void *context, uint32_t port, int32_t fd);
+
+/**
+ * vsock (ABI 3): accepts the guest's connections to `port` of the host
+ * from now on (in any state before the VM has ended; connections made
+ * before are refused), each passed to `callback` with `context`.
+ * VMZ_ERROR_PORT_IN_USE when this VM already listens on `port`. `context`
+ * must stay valid until vmz_vsock_stop_listening(port) or vmz_release()
+ * returns; no callback runs after that.
+ */
+bool vmz_vsock_listen(VMZHandle handle, uint32_t port, VMZVsockAcceptCallback callback, void *context,
+                      VMZErrorRef *error);
+
+/**
+ * vsock (ABI 3): stops accepting the guest's connections to `port`; when
+ * it returns, no callback for that port runs any more. Connections already
+ * handed out stay open. false with VMZ_ERROR_INVALID_ARGUMENT when the host
+ * does not listen on `port`.
+ */
+bool vmz_vsock_stop_listening(VMZHandle handle, uint32_t port, VMZErrorRef *error);
 
 /** Number of live bridge objects of each kind, for leak checks in tests. */
 typedef struct VMZLiveObjects {

@@ -30,6 +30,10 @@
 #                       (or "failed: why")
 #   run COMMAND         run a shell command, its output on the console, then
 #                       "vmz-guest: run done rc=<status>"
+#   vsock-listen PORT MODE [N]   serve vsock PORT in the background
+#                       (MODE echo, sink or source N: scripts/guest-vsock.c)
+#   vsock-connect PORT TEXT      connect to the host's vsock PORT, send TEXT,
+#                       print the reply
 #   anything else       answered as "echo: <line>"
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -226,6 +230,13 @@ while IFS= read -r line; do
     run\ *)
         sh -c "${line#run }"
         echo "vmz-guest: run done rc=$?" ;;
+    vsock-listen\ *)
+        # shellcheck disable=SC2086 # PORT MODE [N], split on purpose
+        vsock listen ${line#vsock-listen } &
+        ;;
+    vsock-connect\ *)
+        rest=${line#vsock-connect }
+        vsock connect "${rest%% *}" "${rest#* }" ;;
     *)
         echo "echo: $line" ;;
     esac

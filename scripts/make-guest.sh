@@ -21,6 +21,7 @@
 # needs. The arm64 packages come through apt-get with a private state in
 # OUT/cache/apt (arm64 package lists of the system's sources): the system's
 # apt configuration, architectures and lists stay as they are.
+# A C compiler with a static libc (gcc, libc6-dev) builds scripts/guest-vsock.c.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 arch=x86_64
@@ -62,7 +63,7 @@ newest_deb() { find "$out/cache" -maxdepth 1 -name "$1_*.deb" | sort -V | tail -
 busybox_src=/bin/busybox # arm64: the busybox-static:arm64 .deb
 [ $arch = x86_64 ] || busybox_src=$(newest_deb busybox-static)
 deb=$(newest_deb 'linux-image-[0-9]*')
-stamp() { echo "${deb##*/} $(cat "$root/scripts/make-guest.sh" "$root/scripts/guest-init.sh" "$busybox_src" | sha256sum | cut -c1-16)"; }
+stamp() { echo "${deb##*/} $(cat "$root/scripts/make-guest.sh" "$root/scripts/guest-init.sh" "$root/scripts/guest-vsock.c" "$busybox_src" | sha256sum | cut -c1-16)"; }
 fresh() { for f in $products; do [ -f "$out/$f" ] || return 1; done; }
 if [ -n "$deb" ] && [ -n "$busybox_src" ] && [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$(stamp)" ] && fresh; then
     exit 0
@@ -151,6 +152,11 @@ ird="$work/initrd"
 mkdir -p "$ird/bin" "$ird/lib/modules" "$ird/proc" "$ird/sys" "$ird/dev" "$ird/tmp"
 cp "$busybox" "$ird/bin/busybox"
 ln -s busybox "$ird/bin/sh"
+# The vsock tool (busybox has no AF_VSOCK), static; x86_64 guests only (no
+# arm64 cross compiler is installed: arm64 guests have no vsock tool).
+if [ $arch = x86_64 ]; then
+    cc -static -Os -o "$ird/bin/vsock" "$root/scripts/guest-vsock.c"
+fi
 cp "$root/scripts/guest-init.sh" "$ird/init"
 chmod 755 "$ird/init"
 add_module() { # NAME: copy it (decompressed) after its dependencies; none if built in

@@ -15,7 +15,24 @@
 #                 qcow2 images with it
 #   valgrind      scripts/valgrind.sh (part of scripts/test.sh)
 #   cargo-fuzz    `cargo install`ed: the fuzz target in scripts/test.sh
+#   gcc, libc6-dev   to build the test guest's static vsock tool
+#   vhost-device-vsock  the user-space vsock backend (no /dev/vhost-vsock
+#                 here), by `cargo install` (crates.io), pinned to the version
+#                 tested; into cargo's bin directory
 set -euo pipefail
+
+# vhost-device-vsock needs only cargo, not apt: installed first, so that an
+# 'everything is installed' exit below does not skip it.
+vsock_version=0.3.0
+cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+if ! command -v vhost-device-vsock >/dev/null 2>&1 && [ ! -x "$cargo_bin/vhost-device-vsock" ]; then
+    if command -v cargo >/dev/null 2>&1; then
+        echo "setup-debian.sh: cargo install vhost-device-vsock $vsock_version"
+        cargo install --locked --version "$vsock_version" vhost-device-vsock
+    else
+        echo "setup-debian.sh: no cargo: vhost-device-vsock (vsock on Linux) not installed" >&2
+    fi
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup-debian.sh: run as root (it calls apt-get)" >&2
@@ -42,6 +59,8 @@ command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 if command -v cargo >/dev/null 2>&1 && ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -f /usr/lib/aarch64-linux-gnu/libc.a ] || need+=(libc)
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "setup-debian.sh: everything is installed"
@@ -81,6 +100,8 @@ for n in "${need[@]}"; do
         lz4) pkgs+=(lz4) ;;
         qemu-img) pkgs+=(qemu-utils) ;;
         valgrind) pkgs+=(valgrind) ;;
+        gcc) pkgs+=(gcc) ;;
+        libc) pkgs+=(libc6-dev) ;;
     esac
 done
 if [ ${#pkgs[@]} -gt 0 ]; then

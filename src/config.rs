@@ -75,6 +75,7 @@ pub struct Config {
     guest_architecture: GuestArchitecture,
     start_timeout: Option<Duration>,
     disks: Vec<Disk>,
+    vsock_cid: u32,
 }
 
 /// Builds a [`Config`]. Defaults: no initrd, empty command line, 1 CPU,
@@ -113,6 +114,7 @@ impl Config {
                 guest_architecture: GuestArchitecture::Host,
                 start_timeout: None,
                 disks: Vec::new(),
+                vsock_cid: 0,
             },
         }
     }
@@ -208,6 +210,11 @@ impl Config {
         &self.disks
     }
 
+    /// Whether the guest has a vsock device.
+    pub fn vsock(&self) -> bool {
+        self.vsock_cid != 0
+    }
+
     /// Calls `f` with the C view of this configuration, whose strings live
     /// for the duration of the call.
     pub(crate) fn with_raw<R>(&self, f: impl FnOnce(&sys::VMZConfig) -> R) -> Result<R> {
@@ -261,6 +268,7 @@ impl Config {
                 .map_or(0, |d| d.as_millis().clamp(1, u64::MAX as u128) as u64),
             disks: disks_ptr,
             disk_count,
+            vsock_cid: self.vsock_cid,
         };
         Ok(f(&raw))
     }
@@ -424,6 +432,24 @@ impl ConfigBuilder {
     /// Linux and is refused on macOS. See [`GuestArchitecture`].
     pub fn guest_architecture(mut self, architecture: GuestArchitecture) -> Self {
         self.config.guest_architecture = architecture;
+        self
+    }
+
+    /// A vsock device (see [`Machine::vsock_connect`](crate::Machine::vsock_connect)
+    /// and [`Machine::vsock_listen`](crate::Machine::vsock_listen)), with a
+    /// context id the engine picks, each VM its own. Off by default: on
+    /// Linux without `/dev/vhost-vsock` it runs a `vhost-device-vsock`
+    /// daemon per VM (`cargo install vhost-device-vsock`) and needs guest
+    /// memory shared with it.
+    pub fn vsock(mut self, enabled: bool) -> Self {
+        self.config.vsock_cid = if enabled { sys::VMZ_VSOCK_CID_AUTO } else { 0 };
+        self
+    }
+
+    /// A vsock device with the guest context id `cid` (3 or more; Linux
+    /// only, macOS picks the id itself).
+    pub fn vsock_cid(mut self, cid: u32) -> Self {
+        self.config.vsock_cid = cid;
         self
     }
 

@@ -59,6 +59,11 @@ pub enum ErrorCode {
     /// A disk is in use by another running VM (read-write there, or asked
     /// read-write here while another VM has it open).
     DiskInUse,
+    /// Nobody listens on the guest's vsock port (or the guest did not
+    /// answer in time).
+    ConnectionRefused,
+    /// The host already listens on this vsock port of the VM.
+    PortInUse,
     /// A code this version of the crate does not know.
     Unknown(i32),
 }
@@ -88,6 +93,8 @@ impl ErrorCode {
             sys::VMZ_ERROR_TIMEOUT => ErrorCode::Timeout,
             sys::VMZ_ERROR_DISK => ErrorCode::Disk,
             sys::VMZ_ERROR_DISK_IN_USE => ErrorCode::DiskInUse,
+            sys::VMZ_ERROR_CONNECTION_REFUSED => ErrorCode::ConnectionRefused,
+            sys::VMZ_ERROR_PORT_IN_USE => ErrorCode::PortInUse,
             _ => ErrorCode::Unknown(code),
         }
     }
@@ -199,6 +206,10 @@ pub enum Error {
     /// the VM's own queue: waiting there would wait forever.
     #[error("{0} cannot block inside a vmz event handler (it would deadlock the VM's queue)")]
     CalledFromHandler(&'static str),
+    /// [`VsockListener::accept`](crate::VsockListener::accept): the VM has
+    /// ended, no connection will come.
+    #[error("vsock port {0}: the VM has ended, no guest connection will come")]
+    VsockEnded(u32),
 }
 
 impl Error {
@@ -207,7 +218,7 @@ impl Error {
         match self {
             Error::Bridge(e) => e.code(),
             Error::InteriorNul { .. } | Error::NonUtf8Path { .. } => ErrorCode::InvalidArgument,
-            Error::CalledFromHandler(_) => ErrorCode::InvalidState,
+            Error::CalledFromHandler(_) | Error::VsockEnded(_) => ErrorCode::InvalidState,
         }
     }
 }

@@ -50,6 +50,7 @@ mod events;
 mod log_bridge;
 mod machine;
 pub mod sys;
+mod vsock;
 
 pub use architecture::GuestArchitecture;
 pub use config::{Accelerator, Config, ConfigBuilder, Limits};
@@ -58,6 +59,7 @@ pub use disk::{Disk, DiskFormat, DiskSync, MAX_DISKS};
 pub use error::{BridgeError, Error, ErrorCode, Result};
 pub use events::{Event, Exit};
 pub use machine::{Machine, State};
+pub use vsock::{VsockListener, VsockStream};
 
 /// Numbers of live bridge objects, for leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

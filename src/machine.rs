@@ -287,6 +287,11 @@ impl Machine {
         self.shared.exit()
     }
 
+    /// The bridge's handle, for device code in other modules (vsock).
+    pub(crate) fn raw_handle(&self) -> *mut sys::VMZMachine {
+        self.handle.as_ptr()
+    }
+
     /// The VM's current state, from the bridge.
     pub fn state(&self) -> State {
         // SAFETY: the handle is live while `self` is.

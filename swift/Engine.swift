@@ -45,6 +45,16 @@ protocol VMEngine: AnyObject {
     /// Stops the VM now; `engineDidStop(.forced)` follows (or another reason
     /// if the VM ended by itself first).
     func forceStop()
+
+    // vsock (Vsock.swift), on the queue like the rest; the engine refuses
+    // with VMZ_ERROR_DEVICE when the VM has no vsock device.
+    /// Connects to the guest's `port`; `completion` once, on the queue.
+    func vsockConnect(port: UInt32, timeout: Double, completion: @escaping (Result<Int32, BridgeError>) -> Void)
+    /// From now on the guest's connections to the host's `port` go to
+    /// `accept` (on the queue), each a descriptor it owns.
+    func vsockListen(port: UInt32, accept: @escaping (Int32) -> Void) throws
+    /// Stops `vsockListen(port:)`; no `accept` for it runs afterwards.
+    func vsockStopListening(port: UInt32) throws
 }
 
 // VMZ_TYPECHECK_VZ: scripts/typecheck-macos.sh checks the macOS engine on

@@ -63,6 +63,21 @@ final class Machine: EngineDelegate {
 
     var currentState: VMZState { sync { state } }
 
+    /// For device code in other files (Vsock.swift): runs `body` on the
+    /// queue with the engine and the state; a released VM is refused.
+    func withEngine<T>(_ body: (VMEngine, VMZState) throws -> T) throws -> T {
+        try sync {
+            guard !released else { throw BridgeError(VMZ_ERROR_INVALID_STATE, "the VM was released") }
+            return try body(engine, state)
+        }
+    }
+
+    /// Whether the caller runs on this VM's queue (inside its callback).
+    var isOnOwnQueue: Bool { onOwnQueue }
+
+    /// On the queue: whether vmz_release has begun (callbacks are silenced).
+    var isReleased: Bool { released }
+
     func start(_ completion: @escaping VMZCompletionCallback, _ context: UnsafeMutableRawPointer?) throws {
         try sync {
             guard !released else { throw BridgeError(VMZ_ERROR_INVALID_STATE, "the VM was released") }

@@ -51,6 +51,8 @@ struct ParsedConfig {
     static let defaultStartTimeout: Double = 30
     /// The disks, in the order the guest sees them. DiskConfig.swift.
     var disks: [Disk] = []
+    /// The guest's vsock context id: 0 none, VMZ_VSOCK_CID_AUTO any.
+    var vsockCID: UInt32
 
     /// The kernel options VMZ_BOOT_FAST_OPTIONS appends.
     static let fastOptions = "cryptomgr.notests no_timer_check"
@@ -109,6 +111,10 @@ struct ParsedConfig {
         serialPorts = try SerialPort.parse(c)
         guestArchitecture = try GuestArchitecture(raw: c.guest_architecture)
         startTimeout = c.start_timeout_ms == 0 ? ParsedConfig.defaultStartTimeout : Double(c.start_timeout_ms) / 1000
+        vsockCID = c.vsock_cid
+        if vsockCID == 1 || vsockCID == 2 {
+            throw BridgeError(VMZ_ERROR_DEVICE, "vsock context id \(vsockCID) is reserved (1: local, 2: the host); use 3 or more, or VMZ_VSOCK_CID_AUTO")
+        }
 
         try ParsedConfig.checkFile(kernelPath, VMZ_ERROR_KERNEL, "kernel")
         if let initrdPath {

@@ -133,3 +133,41 @@ func replacingAll(_ text: String, _ target: String, _ replacement: String) -> St
     }
     return String(decoding: out, as: UTF8.self)
 }
+
+/// Calls `body` with each line of a file (newline included) until it
+/// returns false; nothing when the file cannot be opened.
+func forEachLine(ofFile path: String, _ body: (String) -> Bool) {
+    guard let f = fopen(path, "re") else { return }
+    defer { fclose(f) }
+    var line: UnsafeMutablePointer<CChar>?
+    var cap = 0
+    defer { free(line) }
+    while getline(&line, &cap, f) > 0 {
+        if !body(String(cString: line!)) { return }
+    }
+}
+
+#if os(Linux)
+/// A new private directory (0700) for a VM's sockets, with a short path
+/// (sockaddr_un holds 108 bytes).
+func makePrivateDirectory() throws -> String {
+    var base = environment("TMPDIR") ?? "/tmp"
+    if base.utf8.count > 60 { base = "/tmp" }
+    var template = Array("\(base)/vmz-XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { throw BridgeError.system("mkdtemp", errno, base) }
+    return String(cString: p)
+}
+
+/// A listening Unix stream socket bound at `path`, close-on-exec.
+func listenUnix(_ path: String, backlog: Int32, what: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    if fd < 0 { throw BridgeError.system("socket", errno, what) }
+    let bound = withUnixAddress(path) { bind(fd, $0, $1) } ?? -1
+    if bound != 0 || listen(fd, backlog) != 0 {
+        let e = errno
+        close(fd)
+        throw BridgeError.system("bind/listen", e, what)
+    }
+    return fd
+}
+#endif

@@ -33,6 +33,8 @@ final class QEMUEngine: VMEngine {
     /// Private copies of the caller's serial descriptors, owned here.
     private var input: SerialDescriptor?
     private var output: SerialDescriptor?
+    /// The vsock device, if any (QEMUVsock.swift).
+    var vsock: QEMUVsock?
     /// Duplicates of the serial ports' sockets, owned here (QEMUConsole.swift).
     var portFDs: [Int32] = []
 
@@ -88,6 +90,7 @@ final class QEMUEngine: VMEngine {
     static func validate(_ config: ParsedConfig) throws {
         try QEMUMachineType.checkKernel(config.kernelPath, config.guestArchitecture)
         _ = try resolveAccelerator(config.accelerator, for: config.guestArchitecture)
+        try QEMUVsock.validate(config)
     }
 
     /// The accelerator to use: the caller's explicit choice, else VMZ_ACCEL,
@@ -149,18 +152,14 @@ final class QEMUEngine: VMEngine {
     }
 
     private static func cpuHasVirtualizationFlag() -> Bool {
-        guard let f = fopen("/proc/cpuinfo", "re") else { return false }
-        defer { fclose(f) }
-        var line: UnsafeMutablePointer<CChar>?
-        var cap = 0
-        defer { free(line) }
-        while getline(&line, &cap, f) > 0 {
-            let s = String(cString: line!)
-            guard s.hasPrefix("flags") else { continue }
+        var found = false
+        forEachLine(ofFile: "/proc/cpuinfo") { s in
+            guard s.hasPrefix("flags") else { return true }
             let flags = s.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
-            return flags.contains("vmx") || flags.contains("svm")
+            found = flags.contains("vmx") || flags.contains("svm")
+            return false
         }
-        return false
+        return found
     }
 
     /// VMZ_QEMU (whatever the guest's architecture), else
@@ -209,6 +208,7 @@ final class QEMUEngine: VMEngine {
             architecture: guest,
             accelerator: try QEMUEngine.resolveAccelerator(config.accelerator, for: guest),
             firmware: guest == .x86_64 ? QEMUEngine.findQboot(near: binary) : nil)
+        if config.vsockCID != 0 { vsock = try QEMUVsock(config: config, queue: queue) }
         if config.inputFD != VMZ_FD_DEFAULT {
             input = try SerialDescriptor(of: config.inputFD, reading: true)
             if isatty(config.inputFD) != 0 {
@@ -243,6 +243,7 @@ final class QEMUEngine: VMEngine {
             try launch()
         } catch let error as BridgeError {
             startCompletion = nil
+            vsock?.shutdown()
             completion(error)
         } catch {
             startCompletion = nil
@@ -256,10 +257,12 @@ final class QEMUEngine: VMEngine {
         var args = [binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
         args += machine.arguments
         args += ["-smp", "\(config.cpuCount)", "-m", "\(config.memorySize / mib)M"]
+        args += sharedMemoryArguments()
         args += ["-kernel", "/dev/fd/\(ChildFD.kernel)"]
         if config.initrdPath != nil { args += ["-initrd", "/dev/fd/\(ChildFD.initrd)"] }
         args += ["-append", config.effectiveCommandLine]
         args += consoleArguments(pass: pass)
+        args += vsock?.qemuArguments ?? []
         args += ["-chardev", "socket,id=qmp,fd=\(ChildFD.qmp),server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
         if config.enableNAT {
             // User-mode networking: outbound NAT, no host port forwards.
@@ -326,7 +329,7 @@ final class QEMUEngine: VMEngine {
             unlink(socketPath)
             rmdir(dir)
         }
-        let listener = try listenUnix(socketPath)
+        let listener = try listenUnix(socketPath, backlog: 1, what: "QMP socket")
         opened.append(listener)
         childFDs[Int(ChildFD.qmp)] = listener
         // Connected before QEMU runs (the connection waits in the
@@ -335,6 +338,7 @@ final class QEMUEngine: VMEngine {
         let client = try QMPClient(path: socketPath, queue: queue)
 
         var passed: [Int32] = []
+        try vsock?.start()
         let args = arguments(disks: disks) { fd in
             passed.append(fd)
             return Int32(ChildFD.count + passed.count - 1)
@@ -414,27 +418,6 @@ final class QEMUEngine: VMEngine {
         guard startCompletion != nil, !exited else { return }
         qmpClosedWhileStarting = true
         armStartTimer(after: QEMUEngine.exitGrace)
-    }
-
-    private func makePrivateDirectory() throws -> String {
-        var base = environment("TMPDIR") ?? "/tmp"
-        // sockaddr_un holds 108 bytes: keep the socket path short.
-        if base.utf8.count > 60 { base = "/tmp" }
-        var template = Array("\(base)/vmz-XXXXXX".utf8CString)
-        guard let p = mkdtemp(&template) else { throw BridgeError.system("mkdtemp", errno, base) }
-        return String(cString: p)
-    }
-
-    private func listenUnix(_ path: String) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if fd < 0 { throw BridgeError.system("socket") }
-        let bound = withUnixAddress(path) { bind(fd, $0, $1) } ?? -1
-        if bound != 0 || listen(fd, 1) != 0 {
-            let e = errno
-            close(fd)
-            throw BridgeError.system("bind/listen", e, "QMP socket")
-        }
-        return fd
     }
 
     private func watchStderr(_ fd: Int32) {
@@ -564,6 +547,7 @@ final class QEMUEngine: VMEngine {
             stderrSource = nil
         }
         closeSerial()
+        vsock?.shutdown()
 
         log(.debug, "QEMU pid \(pid) \(status.description)")
         if let completion = startCompletion, !forced {

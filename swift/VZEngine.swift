@@ -28,15 +28,17 @@ import Foundation
 import Virtualization
 
 final class VZEngine: VMEngine {
-    private let queue: DispatchQueue
+    let queue: DispatchQueue
     private weak var delegate: EngineDelegate?
     /// Receives the framework's delegate calls (VZVirtualMachine.delegate is
     /// weak: this reference keeps it alive).
     private let observer = VZEngineObserver()
-    private var vm: VZVirtualMachine?
+    var vm: VZVirtualMachine?
     /// The disks' images, open and locked (DiskConfig.swift) until the VM
     /// ends or the engine goes.
     private var diskLocks: [Int32] = []
+    /// The host's vsock listeners by port (VZVsock.swift).
+    var vsockListeners: [UInt32: VZVsockListener] = [:]
 
     // Run time, on `queue`.
     private var startCompletion: ((BridgeError?) -> Void)?
@@ -75,6 +77,12 @@ final class VZEngine: VMEngine {
             throw BridgeError(
                 VMZ_ERROR_DEVICE,
                 "the 8250 console (VMZ_CONSOLE_SERIAL, ttyS0) is Linux-only; Virtualization.framework's console is virtio (hvc0)"
+            )
+        }
+        if config.vsockCID != 0 && config.vsockCID != VMZ_VSOCK_CID_AUTO {
+            throw BridgeError(
+                VMZ_ERROR_DEVICE,
+                "Virtualization.framework picks the guest's vsock context id itself: use VMZ_VSOCK_CID_AUTO"
             )
         }
         if !config.serialPorts.isEmpty {
@@ -177,6 +185,9 @@ final class VZEngine: VMEngine {
             }
             if config.entropy {
                 configuration.entropyDevices = [VZVirtioEntropyDeviceConfiguration()]
+            }
+            if config.vsockCID != 0 {
+                configuration.socketDevices = [VZVirtioSocketDeviceConfiguration()]
             }
             if !ports.isEmpty, #available(macOS 13, *) {
                 configuration.consoleDevices = [VZEngine.consoleDevice(ports: ports)]

@@ -181,3 +181,39 @@ public func vmz_set_log_callback(_ callback: VMZLogCallback?, _ context: UnsafeM
 public func vmz_live_objects() -> VMZLiveObjects {
     VMZLiveObjects(handles: UInt64(Registry.handles.count), errors: UInt64(Registry.errors.count))
 }
+
+// MARK: vsock (Vsock.swift)
+
+@_cdecl("vmz_vsock_connect")
+public func vmz_vsock_connect(
+    _ handle: VMZHandle?, _ port: UInt32, _ timeoutMS: UInt32, _ error: UnsafeMutablePointer<VMZErrorRef?>?
+) -> Int32 {
+    var fd: Int32 = -1
+    _ = attempt(error) {
+        guard let m = machine(handle) else { throw invalidHandle() }
+        fd = try m.vsockConnect(port: port, timeoutMS: timeoutMS)
+    }
+    return fd
+}
+
+@_cdecl("vmz_vsock_listen")
+public func vmz_vsock_listen(
+    _ handle: VMZHandle?, _ port: UInt32, _ callback: VMZVsockAcceptCallback?, _ context: UnsafeMutableRawPointer?,
+    _ error: UnsafeMutablePointer<VMZErrorRef?>?
+) -> Bool {
+    attempt(error) {
+        guard let m = machine(handle) else { throw invalidHandle() }
+        guard let callback else { throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "callback is NULL") }
+        try m.vsockListen(port: port, callback: callback, context: context)
+    }
+}
+
+@_cdecl("vmz_vsock_stop_listening")
+public func vmz_vsock_stop_listening(
+    _ handle: VMZHandle?, _ port: UInt32, _ error: UnsafeMutablePointer<VMZErrorRef?>?
+) -> Bool {
+    attempt(error) {
+        guard let m = machine(handle) else { throw invalidHandle() }
+        try m.vsockStopListening(port: port)
+    }
+}

@@ -1,6 +1,6 @@
 //! Host-guest channels on the real test guest: the console on hvc0 (the
-//! default) and on ttyS0, a named virtio-console port, the entropy device;
-//! their configuration errors; nothing left behind. One boot checks the
+//! default) and on ttyS0, a named virtio-console port, the entropy device,
+//! vsock both ways; their errors; nothing left behind. One boot checks the
 //! devices that do not depend on each other.
 
 // These tests boot the amd64 test guest under QEMU (scripts/make-guest.sh):
@@ -9,12 +9,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use common::{guest, guest_builder, Resources, BOOT_TIMEOUT};
-use vmz::{ConsoleDevice, ErrorCode};
+use vmz::{ConsoleDevice, ErrorCode, Machine};
 
 /// The default console (hvc0), a named port both ways, /dev/hwrng.
 #[test]
@@ -136,4 +136,173 @@ fn bad_serial_ports_are_refused() {
     let _ = std::fs::remove_dir_all(&listener_dir);
     drop(pipe_w);
     before.assert_restored();
+}
+
+/// One round trip on a vsock stream: `payload` out, the same bytes back.
+fn echo_round_trip(stream: &mut vmz::VsockStream, payload: &[u8]) {
+    stream.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
+    let writer = {
+        let mut w = stream.try_clone().unwrap();
+        let data = payload.to_vec();
+        std::thread::spawn(move || w.write_all(&data).unwrap())
+    };
+    let mut back = vec![0u8; payload.len()];
+    stream.read_exact(&mut back).expect("the echo comes back");
+    writer.join().unwrap();
+    assert!(back == payload, "echoed bytes differ");
+}
+
+/// vsock on one boot: host -> guest round trips, 8 connections at once, a
+/// refused port, guest -> host through a listener set before the start,
+/// a port already listened on, connect before the start and after the
+/// end, accept after the end; the daemon and its sockets gone after.
+#[test]
+fn vsock_both_ways_and_its_errors() {
+    let _serial = common::serial();
+    let g = guest();
+    let before = Resources::now();
+    {
+        let (mut console, input, output) = common::Console::new();
+        let config = guest_builder(&g.kernel)
+            .nat(false)
+            .vsock(true)
+            .serial_input(input)
+            .serial_output(output)
+            .build()
+            .unwrap();
+        let vm = Machine::new(&config).unwrap();
+        drop(config);
+        let e = vm
+            .vsock_connect(5000)
+            .expect_err("connect before the start");
+        assert_eq!(e.code(), ErrorCode::InvalidState, "{e}");
+        // Listening works before the start.
+        let early = vm.vsock_listen(6000).unwrap();
+        let e = vm.vsock_listen(6000).expect_err("the same port twice");
+        assert_eq!(e.code(), ErrorCode::PortInUse, "{e}");
+
+        common::start(&vm).unwrap();
+        console.expect(common::MARKER, BOOT_TIMEOUT);
+
+        // Host -> guest.
+        console.send_line("vsock-listen 5000 echo");
+        console.expect("vmz-guest: vsock listening on 5000", BOOT_TIMEOUT);
+        let mut s = vm.vsock_connect(5000).expect("connect to the guest");
+        assert_eq!(s.port(), 5000);
+        echo_round_trip(&mut s, b"hello over vsock\n");
+        echo_round_trip(&mut s, &vec![0xa5; 256 * 1024]);
+        drop(s);
+
+        // Many at once.
+        std::thread::scope(|scope| {
+            let vm = &vm;
+            let handles: Vec<_> = (0..8u8)
+                .map(|i| {
+                    scope.spawn(move || {
+                        let mut s = vm.vsock_connect(5000).expect("one of many");
+                        let payload: Vec<u8> = (0..32 * 1024).map(|j| (j as u8) ^ i).collect();
+                        echo_round_trip(&mut s, &payload);
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+        });
+
+        // Nobody listens on 5001.
+        let e = vm.vsock_connect(5001).expect_err("refused");
+        assert_eq!(e.code(), ErrorCode::ConnectionRefused, "{e}");
+
+        // Guest -> host, on the listener made before the start.
+        console.send_line("vsock-connect 6000 hi-from-the-guest");
+        let mut conn = early
+            .accept_timeout(BOOT_TIMEOUT)
+            .unwrap()
+            .expect("the guest connects");
+        assert_eq!(conn.port(), 6000);
+        conn.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
+        let mut line = String::new();
+        BufReader::new(conn.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "hi-from-the-guest\n");
+        conn.write_all(b"hello guest").unwrap();
+        drop(conn);
+        console.expect("vmz-guest: vsock reply [hello guest]", BOOT_TIMEOUT);
+
+        // A guest connection to a port nobody listens on is refused.
+        console.send_line("vsock-connect 6001 nobody");
+        console.expect("vmz-guest: vsock connect failed", BOOT_TIMEOUT);
+
+        // After the end: typed errors, no hang.
+        common::force_stop(&vm).unwrap();
+        let e = vm.vsock_connect(5000).expect_err("connect after the end");
+        assert_eq!(e.code(), ErrorCode::InvalidState, "{e}");
+        let e = early
+            .accept_timeout(BOOT_TIMEOUT)
+            .expect_err("accept after the end");
+        assert_eq!(e.code(), ErrorCode::InvalidState, "{e}");
+        let e = vm.vsock_listen(6002).expect_err("listen after the end");
+        assert_eq!(e.code(), ErrorCode::InvalidState, "{e}");
+        drop(early);
+        common::release(vm);
+        console.close();
+    }
+    // No daemon left (a child), no descriptor; no private directory.
+    before.assert_restored();
+}
+
+/// A VM without a vsock device says so.
+#[test]
+fn vsock_without_the_device_is_a_device_error() {
+    let _serial = common::serial();
+    let g = guest();
+    let config = guest_builder(&g.kernel).build().unwrap();
+    let vm = Machine::new(&config).unwrap();
+    let e = vm.vsock_listen(1).expect_err("no device");
+    assert_eq!(e.code(), ErrorCode::Device, "{e}");
+    let e = config_with_cid(2).validate().expect_err("reserved cid");
+    assert_eq!(e.code(), ErrorCode::Device, "{e}");
+}
+
+fn config_with_cid(cid: u32) -> vmz::Config {
+    guest_builder(&guest().kernel)
+        .vsock_cid(cid)
+        .build()
+        .unwrap()
+}
+
+/// The C ABI's vsock calls refuse a NULL handle and a NULL callback.
+#[test]
+fn vsock_abi_refuses_null_handles_and_callbacks() {
+    use vmz::sys;
+    let take = |err: sys::VMZErrorRef| {
+        // SAFETY: the bridge stored an error we own.
+        unsafe { vmz::BridgeError::from_raw(err) }
+            .expect("an error")
+            .code()
+    };
+    let mut err: sys::VMZErrorRef = std::ptr::null_mut();
+    // SAFETY: NULL handles are allowed and refused; `err` is valid.
+    let fd = unsafe { sys::vmz_vsock_connect(std::ptr::null_mut(), 1, 0, &mut err) };
+    assert_eq!(fd, -1);
+    assert_eq!(take(err), ErrorCode::InvalidArgument);
+    let mut err: sys::VMZErrorRef = std::ptr::null_mut();
+    // SAFETY: as above.
+    let ok = unsafe {
+        sys::vmz_vsock_listen(
+            std::ptr::null_mut(),
+            1,
+            None,
+            std::ptr::null_mut(),
+            &mut err,
+        )
+    };
+    assert!(!ok);
+    assert_eq!(take(err), ErrorCode::InvalidArgument);
+    let mut err: sys::VMZErrorRef = std::ptr::null_mut();
+    // SAFETY: as above.
+    assert!(!unsafe { sys::vmz_vsock_stop_listening(std::ptr::null_mut(), 1, &mut err) });
+    assert_eq!(take(err), ErrorCode::InvalidArgument);
 }

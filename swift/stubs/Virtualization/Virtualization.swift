@@ -47,6 +47,7 @@ open class VZVirtualMachineConfiguration: NSObject {
     open var serialPorts: [VZSerialPortConfiguration] { get { fatalError() } set { fatalError() } }
     open var networkDevices: [VZNetworkDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     open var entropyDevices: [VZEntropyDeviceConfiguration] { get { fatalError() } set { fatalError() } }
+    open var socketDevices: [VZSocketDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     @available(macOS 13.0, *)
     open var consoleDevices: [VZConsoleDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     open var storageDevices: [VZStorageDeviceConfiguration] { get { fatalError() } set { fatalError() } }
@@ -142,6 +143,58 @@ open class VZVirtioConsolePortConfiguration: VZConsolePortConfiguration {
     public init() { fatalError() }
     open var name: String? { get { fatalError() } set { fatalError() } }
     open var isConsole: Bool { get { fatalError() } set { fatalError() } }
+}
+
+// MARK: - vsock (virtualization-devices.md, section 1)
+
+@available(macOS 11.0, *)
+open class VZSocketDeviceConfiguration: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZVirtioSocketDeviceConfiguration: VZSocketDeviceConfiguration {
+    public init() { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZSocketDevice: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZVirtioSocketDevice: VZSocketDevice {
+    open func setSocketListener(_ listener: VZVirtioSocketListener, forPort port: UInt32) { fatalError() }
+    open func removeSocketListener(forPort port: UInt32) { fatalError() }
+    open func connect(toPort port: UInt32, completionHandler: @escaping (Result<VZVirtioSocketConnection, any Error>) -> Void) { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZVirtioSocketListener: NSObject {
+    public override init() { fatalError() }
+    weak open var delegate: (any VZVirtioSocketListenerDelegate)?
+}
+
+@available(macOS 11.0, *)
+public protocol VZVirtioSocketListenerDelegate: NSObjectProtocol {
+    func listener(_ listener: VZVirtioSocketListener, shouldAcceptNewConnection connection: VZVirtioSocketConnection, from socketDevice: VZVirtioSocketDevice) -> Bool
+}
+
+#if !VMZ_STUB_NO_DEFAULTS
+// Stands in for `@objc optional` (unimplemented: every connection refused).
+@available(macOS 11.0, *)
+extension VZVirtioSocketListenerDelegate {
+    public func listener(_ listener: VZVirtioSocketListener, shouldAcceptNewConnection connection: VZVirtioSocketConnection, from socketDevice: VZVirtioSocketDevice) -> Bool { false }
+}
+#endif
+
+@available(macOS 11.0, *)
+open class VZVirtioSocketConnection: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+    open var destinationPort: UInt32 { fatalError() }
+    open var sourcePort: UInt32 { fatalError() }
+    open var fileDescriptor: Int32 { fatalError() }
+    open func close() { fatalError() }
 }
 
 // MARK: - Network
@@ -251,6 +304,7 @@ open class VZVirtualMachine: NSObject {
     @available(macOS 12.0, *)
     open func stop(completionHandler: @escaping ((any Error)?) -> Void) { fatalError() }
     open func requestStop() throws { fatalError() }
+    open var socketDevices: [VZSocketDevice] { fatalError() }
 }
 
 @available(macOS 11.0, *)
