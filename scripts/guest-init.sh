@@ -63,6 +63,11 @@ for arg in $(cat /proc/cmdline); do
     case "$arg" in console=*) console=${arg#console=}; console=${console%%,*} ;; esac
 done
 wait_for test -c "/dev/$console"
+# The device node comes before the kernel registers it as the console:
+# until then /dev/console does not open (and a failed exec redirection
+# would end init, and panic the kernel).
+console_opens() { (: <>/dev/console) 2>/dev/null; }
+wait_for console_opens
 # init keeps the console open for good: hvc0 resets its settings (echo,
 # \n -> \r\n) when its last user closes it.
 exec </dev/console >/dev/console 2>&1
