@@ -223,7 +223,10 @@ fn run(args: Args) -> Result<ExitCode, String> {
 
     let mut handled = 0;
     let exit = loop {
-        if let Some(exit) = vm.wait_timeout(Duration::from_millis(100)) {
+        if let Some(exit) = vm
+            .wait_timeout(Duration::from_millis(100))
+            .map_err(|e| e.to_string())?
+        {
             break exit;
         }
         let seen = INTERRUPTS.load(Ordering::SeqCst);
@@ -242,20 +245,20 @@ fn run(args: Args) -> Result<ExitCode, String> {
         }
     };
     let code = match exit {
-        Exit::GuestStopped => {
-            eprintln!("boot: the guest stopped");
+        Exit::PoweredOff => {
+            eprintln!("boot: the guest powered off");
             0
         }
         Exit::ForceStopped => {
             eprintln!("boot: stopped by force");
             2
         }
-        Exit::Error(e) => {
+        Exit::StartFailed(e) | Exit::EngineError(e) => {
             eprintln!("boot: the VM ended with an error: {e} [{:?}]", e.code());
             1
         }
         other => {
-            eprintln!("boot: the VM ended: {other:?}");
+            eprintln!("boot: the VM ended: {other}");
             1
         }
     };

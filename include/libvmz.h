@@ -25,7 +25,9 @@
  *  - Callbacks run on a bridge-owned serial queue (one per VM), never on the
  *    caller's thread, and never concurrently for the same VM. Each fires at
  *    most once per event; after vmz_release() returns, no callback for that
- *    handle runs again and release_context (if set) has been called.
+ *    handle runs again and release_context (if set) has been called
+ *    (except when vmz_release() is called from inside one of that VM's
+ *    callbacks: see vmz_release()).
  *  - Functions may be called from any thread, including from inside a
  *    callback.
  *
@@ -122,8 +124,14 @@ typedef enum VMZAccelerator {
     VMZ_ACCEL_SOFTWARE = 2,
 } VMZAccelerator;
 
-/** The life cycle of a VM. A handle runs at most one VM life: created,
- *  starting, running, stopping, then stopped or error (both final). */
+/** The life cycle of a VM. A handle runs at most one VM life: CREATED, then
+ *  STARTING, then RUNNING (from which PAUSING, PAUSED, RESUMING lead back
+ *  to RUNNING), and finally STOPPED or ERROR, both final; a force stop
+ *  passes through STOPPING. STOPPED: the guest powered off or rebooted, or
+ *  the caller stopped it; ERROR: the start failed, the guest panicked, or
+ *  the engine failed or was killed. The README draws the diagram. The
+ *  state_did_change callback (ABI 3) reports every transition once, in
+ *  order. */
 typedef enum VMZState {
     VMZ_STATE_CREATED = 0,
     VMZ_STATE_STARTING = 1,
@@ -131,6 +139,12 @@ typedef enum VMZState {
     VMZ_STATE_STOPPING = 3,
     VMZ_STATE_STOPPED = 4,
     VMZ_STATE_ERROR = 5,
+    /** ABI 3: vmz_pause() was called; the vCPUs are being stopped. */
+    VMZ_STATE_PAUSING = 6,
+    /** ABI 3: the vCPUs are stopped; the VM keeps its memory and devices. */
+    VMZ_STATE_PAUSED = 7,
+    /** ABI 3: vmz_resume() was called; the vCPUs are being restarted. */
+    VMZ_STATE_RESUMING = 8,
 } VMZState;
 
 /** VMZConfig.guest_architecture (ABI 3): the guest's CPU architecture.
@@ -148,6 +162,36 @@ typedef enum VMZGuestArchitecture {
      *  or, with VMZ_CONSOLE_SERIAL, the PL011 UART `ttyAMA0`. */
     VMZ_GUEST_ARCH_ARM64 = 2,
 } VMZGuestArchitecture;
+
+/** ABI 3: why a VM life ended (the did_end callback). Stable values.
+ *  What each engine can tell apart: QEMU (Linux) reports every reason;
+ *  Virtualization.framework (macOS) reports POWERED_OFF for any stop of the
+ *  guest's own (it does not say whether the guest powered off or rebooted,
+ *  and it has no panic device), ENGINE_ERROR for a VM that stopped with an
+ *  error, and never KILLED_BY_SIGNAL (the VM runs in a framework-owned XPC
+ *  service). */
+typedef enum VMZEndReason {
+    /** The guest powered off (also: it honoured vmz_request_stop()). */
+    VMZ_END_POWERED_OFF = 1,
+    /** The guest rebooted or reset itself (a reboot ends the VM: QEMU runs
+     *  with -no-reboot). A guest kernel that panics without a panic device
+     *  driver (pvpanic) and reboots on panic (panic=N) ends this way too. */
+    VMZ_END_REBOOTED = 2,
+    /** The guest kernel panicked (seen through the pvpanic device; the
+     *  guest needs its pvpanic driver). */
+    VMZ_END_PANICKED = 3,
+    /** The engine process was killed by a host signal (`signal` says
+     *  which), not by vmz. */
+    VMZ_END_KILLED_BY_SIGNAL = 4,
+    /** The engine failed at run time (crashed, exited on its own, lost
+     *  its control connection); `error` says how. */
+    VMZ_END_ENGINE_ERROR = 5,
+    /** The caller stopped it: vmz_force_stop(), vmz_stop()'s grace period
+     *  ran out, or vmz_release() of a running VM. */
+    VMZ_END_FORCED = 6,
+    /** The VM never ran: the start failed; `error` says why. */
+    VMZ_END_START_FAILED = 7,
+} VMZEndReason;
 
 /** VMZConfig.boot_options (ABI 2): append kernel options that shorten a
  *  boot, mostly under emulation, to the command line: `cryptomgr.notests`
@@ -378,9 +422,33 @@ typedef struct VMZCallbacks {
     /** The VM stopped because of an error. The receiver owns `error`. */
     void (*did_stop_with_error)(void *context, VMZErrorRef error);
     /** Called exactly once, by vmz_release() (or vmz_create() when it
-     *  fails), after the last callback: the place to free `context`. */
+     *  fails), after the last callback: the place to free `context`. When
+     *  vmz_release() is called from inside one of this VM's callbacks, it
+     *  runs later on the VM's queue, after the VM's end (see vmz_release). */
     void (*release_context)(void *context);
+    /** ABI 3: the VM's life ended, for any reason, the caller's own stops
+     *  included: exactly once for every vmz_start() that returned true, as
+     *  the last callback of that life (release_context aside). `signal` is
+     *  the signal number for VMZ_END_KILLED_BY_SIGNAL, else 0. `error` is
+     *  non-NULL for START_FAILED and ENGINE_ERROR and may carry details for
+     *  the others (the engine's words); the receiver owns it. Called in
+     *  addition to guest_did_stop / did_stop_with_error and the
+     *  completions. */
+    void (*did_end)(void *context, VMZEndReason reason, int32_t signal, VMZErrorRef error);
+    /** ABI 3: the VM entered `state`: every transition, exactly once, in
+     *  order, before the callbacks and completions it causes (did_end
+     *  comes after the final state). */
+    void (*state_did_change)(void *context, VMZState state);
+    /** ABI 3: a network device's host side went away (macOS: the
+     *  framework's attachmentWasDisconnectedWithError; may fire more than
+     *  once). `device_index` counts the VM's network devices from 0. The
+     *  VM keeps running. The receiver owns `error`. */
+    void (*network_did_disconnect)(void *context, uint32_t device_index, VMZErrorRef error);
 } VMZCallbacks;
+
+/** sizeof(VMZCallbacks) in ABI 1 and 2 (before did_end), the smallest
+ *  struct_size accepted; the fields after it then read as NULL. */
+#define VMZ_CALLBACKS_SIZE_V2 40
 
 /** Log levels of vmz_set_log_callback(). */
 typedef enum VMZLogLevel {
@@ -446,13 +514,48 @@ bool vmz_request_stop(VMZHandle handle, VMZErrorRef *error);
  */
 bool vmz_force_stop(VMZHandle handle, VMZCompletionCallback completion, void *context, VMZErrorRef *error);
 
+/**
+ * ABI 3: stops the VM the polite way, then the hard way: asks the guest
+ * (as vmz_request_stop()) and, if the VM has not ended `grace_ms`
+ * milliseconds later, forces the stop (as vmz_force_stop()). A VM that
+ * cannot take a request (still starting, paused) is forced at once.
+ * Returns false with `*error` set when there is nothing to stop; otherwise
+ * true, and `completion` (may be NULL) is called exactly once when the VM
+ * has ended (did_end says how: POWERED_OFF if the guest complied in time,
+ * FORCED otherwise, or whatever ended it first).
+ */
+bool vmz_stop(VMZHandle handle, uint64_t grace_ms, VMZCompletionCallback completion, void *context, VMZErrorRef *error);
+
+/**
+ * ABI 3: pauses a running VM (its vCPUs stop; memory, devices and the
+ * console stay). Returns false with `*error` set when the VM is not
+ * RUNNING; otherwise true, and `completion` (may be NULL) is called exactly
+ * once: NULL error when PAUSED, or the error (the VM is then RUNNING again,
+ * or ended).
+ */
+bool vmz_pause(VMZHandle handle, VMZCompletionCallback completion, void *context, VMZErrorRef *error);
+
+/**
+ * ABI 3: resumes a PAUSED VM. Returns false with `*error` set when it is
+ * not paused; otherwise true, and `completion` (may be NULL) is called
+ * exactly once: NULL error when RUNNING again, or the error.
+ */
+bool vmz_resume(VMZHandle handle, VMZCompletionCallback completion, void *context, VMZErrorRef *error);
+
 /** The VM's current state, or VMZ_STATE_ERROR for an invalid handle. */
 VMZState vmz_get_state(VMZHandle handle);
 
 /**
- * Releases a handle: stops the VM at once if it still runs, waits until it
- * has stopped, cancels pending callbacks, calls release_context. Safe to
- * call from inside a callback of the same VM. NULL is ignored.
+ * Releases a handle: stops the VM at once if it still runs (did_end then
+ * reports VMZ_END_FORCED), waits until it has stopped, answers pending
+ * completions with a VMZ_ERROR_INVALID_STATE error, calls release_context.
+ * NULL is ignored.
+ *
+ * From inside one of this VM's own callbacks (on its queue, which cannot
+ * wait for itself) it returns at once instead: the handle is invalid from
+ * then on, and the rest (the VM's end, did_end, release_context) follows on
+ * the VM's queue after the running callback has returned. The callback's
+ * context stays valid until release_context.
  */
 void vmz_release(VMZHandle handle);
 

@@ -9,6 +9,8 @@
 # Commands (one per line):
 #   poweroff            power off now
 #   panic               crash the kernel (sysrq c)
+#   reboot              reboot now
+#   cpu-burn            keep a CPU busy (a shell loop in the background)
 #   cmdline             print the kernel command line, in brackets
 #   ignore-powerbutton  from now on, ignore the ACPI power button
 #   net                 configure eth0 by DHCP from QEMU's user network
@@ -159,6 +161,12 @@ while IFS= read -r line; do
     panic)
         pvpanic_by_hand
         echo c >/proc/sysrq-trigger ;;
+    reboot)
+        echo "vmz-guest: rebooting"
+        reboot -f ;;
+    cpu-burn)
+        (while :; do :; done) &
+        echo "vmz-guest: burning" ;;
     cmdline)
         echo "vmz-guest: cmdline [$(cat /proc/cmdline)]" ;;
     ignore-powerbutton)

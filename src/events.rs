@@ -1,90 +1,90 @@
 //! Events from the bridge, and the C callbacks that deliver them.
 //!
 //! The bridge calls the trampolines below on the VM's own serial queue. Each
-//! trampoline turns the C arguments into owned Rust values, updates the
-//! machine's shared status, and runs the user's handler inside
-//! `catch_unwind`: a panic in user code is logged and never unwinds into the
-//! bridge.
+//! trampoline holds its own reference to the machine's shared status for as
+//! long as it runs (the `Machine` may be dropped inside the handler, and the
+//! bridge's reference released right after), turns the C arguments into
+//! owned Rust values, updates the status, and runs the user's handler
+//! inside `catch_unwind`: a panic in user code is logged and never unwinds
+//! into the bridge.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 
 use crate::error::{BridgeError, Error, Result};
+use crate::exit::Exit;
+use crate::machine::State;
 use crate::sys;
 
 /// Something that happened to a VM. Delivered, in order, to the handler
-/// given to [`Machine::with_event_handler`](crate::Machine::with_event_handler),
-/// on a thread of the bridge (the VM's queue), never concurrently for one VM.
+/// given to [`Machine::with_event_handler`](crate::Machine::with_event_handler)
+/// (or to an [`EventStream`](crate::EventStream)), on a thread of the
+/// bridge (the VM's queue), never concurrently for one VM.
 ///
-/// The handler sees each event before the blocking calls that wait for it
-/// ([`Machine::start`](crate::Machine::start), [`Machine::wait`](crate::Machine::wait), ...)
-/// return.
-///
-/// Every VM life ends with exactly one of [`StartFailed`](Event::StartFailed),
-/// [`GuestStopped`](Event::GuestStopped),
-/// [`StoppedWithError`](Event::StoppedWithError) or
-/// [`ForceStopped`](Event::ForceStopped), except that a force stop while
-/// starting reports `StartFailed` and then `ForceStopped`.
+/// A started VM's events are its states, each once and in order
+/// (`State(Starting)`, `State(Running)`, ... see [`State`] for the
+/// diagram), and last of all exactly one [`Ended`](Event::Ended), however
+/// the life ended: a failed start, the guest, an error, a force stop, or
+/// dropping the running [`Machine`](crate::Machine). The handler sees each
+/// event before the blocking calls and futures that wait for it
+/// ([`Machine::start`](crate::Machine::start),
+/// [`Machine::wait`](crate::Machine::wait), ...) return.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
-    /// The VM is running.
-    Started,
-    /// The VM could not start.
-    StartFailed(Error),
-    /// The guest stopped by itself: it powered off or rebooted, or honoured
-    /// a graceful stop request.
-    GuestStopped,
-    /// The VM stopped because of an error (the engine died, the guest
-    /// panicked where detectable, ...).
-    StoppedWithError(Error),
-    /// [`Machine::force_stop`](crate::Machine::force_stop) stopped the VM.
-    ForceStopped,
-}
-
-/// How a VM life ended.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Exit {
-    /// The guest stopped by itself (poweroff, reboot, honoured stop request).
-    GuestStopped,
-    /// The caller forced the stop.
-    ForceStopped,
-    /// The VM failed to start, or stopped because of an error.
-    Error(Error),
-}
-
-impl Exit {
-    /// True for [`Exit::GuestStopped`].
-    pub fn is_guest_stop(&self) -> bool {
-        matches!(self, Exit::GuestStopped)
-    }
+    /// The VM entered this state. [`Machine::state`](crate::Machine::state)
+    /// agrees with the last one delivered.
+    State(State),
+    /// The VM's life ended, and how; the last event of the VM.
+    Ended(Exit),
+    /// A network device's host side went away; the VM keeps running
+    /// (macOS engine; `device` counts the VM's network devices from 0).
+    NetworkDisconnected {
+        /// Which network device.
+        device: u32,
+        /// What the engine said.
+        error: Error,
+    },
 }
 
 pub(crate) type Handler = Box<dyn FnMut(Event) + Send>;
 
-/// Where the VM is, as the Rust side has seen it.
-#[derive(Debug, Clone)]
-pub(crate) enum Phase {
-    Created,
-    Starting,
-    Running,
-    /// Ended; how is in `Shared::exit`.
-    Ended,
+/// What waiters wait for; changed under one lock, with the wakers of the
+/// futures waiting on it.
+#[derive(Default)]
+pub(crate) struct Status {
+    /// The answer of `vmz_start`, once it came.
+    pub(crate) started: Option<Result<()>>,
+    /// How the VM ended, recorded before the handler sees the end event,
+    /// so that the handler (and anyone it tells) finds `Machine::exit` set.
+    pub(crate) exit: Option<Exit>,
+    wakers: Vec<Waker>,
+}
+
+impl Status {
+    /// Wakes `waker` at the next change.
+    pub(crate) fn wake_on_change(&mut self, waker: &Waker) {
+        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
+            self.wakers.push(waker.clone());
+        }
+    }
 }
 
 /// What a machine and its callbacks share. Lives until both the `Machine`
 /// and the bridge's reference (released by `release_context`) are gone.
 pub(crate) struct Shared {
-    /// What waiters see: changed after the handler has seen the event.
-    phase: Mutex<Phase>,
-    /// How the VM ended, recorded before the handler sees the end event, so
-    /// that the handler (and anyone it tells) finds `Machine::exit` set.
-    recorded: Mutex<Option<Exit>>,
-    changed: Condvar,
+    status: Mutex<Status>,
     handler: Mutex<Option<Handler>>,
+    /// Events waiting for the handler: an event raised while the handler
+    /// runs (a bridge call made from inside it) is delivered after it
+    /// returns, never by re-entering it.
+    pending: Mutex<VecDeque<Event>>,
+    delivering: AtomicBool,
 }
 
 thread_local! {
@@ -101,119 +101,154 @@ pub(crate) fn check_may_block(what: &'static str) -> Result<()> {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Shared {
     pub(crate) fn new(handler: Option<Handler>) -> Arc<Shared> {
         Arc::new(Shared {
-            phase: Mutex::new(Phase::Created),
-            recorded: Mutex::new(None),
-            changed: Condvar::new(),
+            status: Mutex::new(Status::default()),
             handler: Mutex::new(handler),
+            pending: Mutex::new(VecDeque::new()),
+            delivering: AtomicBool::new(false),
         })
     }
 
-    pub(crate) fn phase(&self) -> MutexGuard<'_, Phase> {
-        self.phase.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn status(&self) -> MutexGuard<'_, Status> {
+        lock(&self.status)
     }
 
-    pub(crate) fn set_phase(&self, phase: Phase) {
-        let mut p = self.phase();
-        // The first end is the end.
-        if !matches!(*p, Phase::Ended) {
-            *p = phase;
+    /// Changes the status and wakes every waiter.
+    fn update(&self, change: impl FnOnce(&mut Status)) {
+        let wakers = {
+            let mut status = self.status();
+            change(&mut status);
+            std::mem::take(&mut status.wakers)
+        };
+        for w in wakers {
+            w.wake();
         }
-        drop(p);
-        self.changed.notify_all();
     }
 
-    /// Records how the VM ended (the first end is the end), then tells the
-    /// handler; waiters are released by the `set_phase` that follows.
-    pub(crate) fn end(&self, exit: Exit, event: Event) {
+    /// Records the answer of `vmz_start` (the first one counts).
+    fn set_started(&self, result: Result<()>) {
+        self.update(|s| {
+            s.started.get_or_insert(result);
+        });
+    }
+
+    /// Records how the VM ended (the first end is the end), tells the
+    /// handler, then releases the waiters.
+    fn end(&self, exit: Exit) {
         {
-            let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
-            if recorded.is_none() {
-                *recorded = Some(exit);
+            let mut status = self.status();
+            if status.exit.is_none() {
+                status.exit = Some(exit.clone());
             }
         }
-        self.emit(event);
-        self.set_phase(Phase::Ended);
+        self.emit(Event::Ended(exit));
+        self.update(|s| {
+            if s.started.is_none() {
+                s.started = Some(match &s.exit {
+                    Some(Exit::StartFailed(e)) => Err(e.clone()),
+                    _ => Ok(()),
+                });
+            }
+        });
     }
 
     /// How the VM ended, once the end is known.
     pub(crate) fn exit(&self) -> Option<Exit> {
-        self.recorded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.status().exit.clone()
     }
 
-    /// Blocks until `done` holds for the phase, or the timeout passes.
-    pub(crate) fn wait_until(
-        &self,
-        timeout: Option<std::time::Duration>,
-        done: impl Fn(&Phase) -> bool,
-    ) -> MutexGuard<'_, Phase> {
-        let guard = self.phase();
-        match timeout {
-            None => self
-                .changed
-                .wait_while(guard, |p| !done(p))
-                .unwrap_or_else(|p| p.into_inner()),
-            Some(t) => {
-                self.changed
-                    .wait_timeout_while(guard, t, |p| !done(p))
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0
-            }
-        }
-    }
-
-    /// Runs the user's handler, if any, containing panics.
+    /// Runs the user's handler, if any, on `event` and on every event raised
+    /// while it runs, in order, containing panics.
     pub(crate) fn emit(&self, event: Event) {
         log::debug!("event: {event:?}");
-        let mut handler = self.handler.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = handler.as_mut() {
-            if catch_unwind(AssertUnwindSafe(|| h(event))).is_err() {
-                log::error!("a vmz event handler panicked; the panic was contained");
+        lock(&self.pending).push_back(event);
+        // Only the bridge's queue emits, one callback at a time: the flag is
+        // set here only when this thread is already inside the handler.
+        if self.delivering.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        loop {
+            let next = lock(&self.pending).pop_front();
+            let Some(event) = next else { break };
+            let mut handler = lock(&self.handler);
+            if let Some(h) = handler.as_mut() {
+                if catch_unwind(AssertUnwindSafe(|| h(event))).is_err() {
+                    log::error!("a vmz event handler panicked; the panic was contained");
+                }
             }
         }
+        self.delivering.store(false, Ordering::Release);
     }
 }
 
 /// Runs a trampoline body with the callback flag set, containing panics
 /// (of this crate's own code too: nothing may unwind into C).
 fn guarded(what: &str, body: impl FnOnce()) {
-    IN_CALLBACK.with(|c| c.set(true));
+    let outer = IN_CALLBACK.with(|c| c.replace(true));
     if catch_unwind(AssertUnwindSafe(body)).is_err() {
         log::error!("panic in vmz callback {what}; contained");
     }
-    IN_CALLBACK.with(|c| c.set(false));
+    IN_CALLBACK.with(|c| c.set(outer));
 }
 
+/// A reference of the trampoline's own to the shared status, so that it
+/// outlives a `release_context` (and the `Machine`'s drop) that happen
+/// while the trampoline runs.
+///
 /// # Safety
 /// `ctx` must come from [`callbacks`] and not have been released.
-unsafe fn shared_ref<'a>(ctx: *mut c_void) -> &'a Shared {
-    // SAFETY: `ctx` is `Arc::into_raw` of a `Shared`, kept alive until
-    // `release_context`, which the bridge calls after every other callback.
-    unsafe { &*(ctx as *const Shared) }
+unsafe fn shared_of(ctx: *mut c_void) -> Arc<Shared> {
+    let ptr = ctx as *const Shared;
+    // SAFETY: `ctx` is `Arc::into_raw` of a `Shared` whose bridge reference
+    // is alive until `release_context`, which the bridge calls after every
+    // other callback; we add a reference of our own and take it.
+    unsafe {
+        Arc::increment_strong_count(ptr);
+        Arc::from_raw(ptr)
+    }
 }
 
-unsafe extern "C" fn guest_did_stop(ctx: *mut c_void) {
-    guarded("guest_did_stop", || {
-        // SAFETY: the bridge passes back the context from `callbacks`.
-        let shared = unsafe { shared_ref(ctx) };
-        shared.end(Exit::GuestStopped, Event::GuestStopped);
+unsafe extern "C" fn did_end(
+    ctx: *mut c_void,
+    reason: sys::VMZEndReason,
+    signal: i32,
+    error: sys::VMZErrorRef,
+) {
+    // SAFETY: the bridge hands us ownership of `error` (taken outside the
+    // guard, so that a panic cannot leak it) and passes back our context.
+    let (shared, error) = unsafe { (shared_of(ctx), BridgeError::from_raw(error)) };
+    guarded("did_end", move || {
+        if let Some(e) = &error {
+            log::info!("VM ended: {e}");
+        }
+        shared.end(Exit::from_raw(reason, signal, error));
     });
 }
 
-unsafe extern "C" fn did_stop_with_error(ctx: *mut c_void, error: sys::VMZErrorRef) {
-    // SAFETY: the bridge hands us ownership of `error` (outside the guard, so
-    // that a panic cannot leak it).
-    let error = unsafe { BridgeError::from_raw(error) };
-    guarded("did_stop_with_error", || {
-        // SAFETY: as in `guest_did_stop`.
-        let shared = unsafe { shared_ref(ctx) };
-        let error = Error::Bridge(error.expect("did_stop_with_error without an error"));
-        shared.end(Exit::Error(error.clone()), Event::StoppedWithError(error));
+unsafe extern "C" fn state_did_change(ctx: *mut c_void, state: sys::VMZState) {
+    // SAFETY: as in `did_end`.
+    let shared = unsafe { shared_of(ctx) };
+    guarded("state_did_change", move || {
+        shared.emit(Event::State(State::from_raw(state)));
+    });
+}
+
+unsafe extern "C" fn network_did_disconnect(
+    ctx: *mut c_void,
+    device: u32,
+    error: sys::VMZErrorRef,
+) {
+    // SAFETY: as in `did_end`.
+    let (shared, error) = unsafe { (shared_of(ctx), BridgeError::from_raw(error)) };
+    guarded("network_did_disconnect", move || {
+        let error = Error::Bridge(error.expect("network_did_disconnect without an error"));
+        shared.emit(Event::NetworkDisconnected { device, error });
     });
 }
 
@@ -226,14 +261,18 @@ unsafe extern "C" fn release_context(ctx: *mut c_void) {
 }
 
 /// The VM-level callbacks for a machine; the bridge keeps one reference to
-/// `shared` until it calls `release_context`.
+/// `shared` until it calls `release_context`. The ABI 1 end callbacks are
+/// left out: `did_end` reports every end.
 pub(crate) fn callbacks(shared: &Arc<Shared>) -> sys::VMZCallbacks {
     sys::VMZCallbacks {
         struct_size: std::mem::size_of::<sys::VMZCallbacks>() as u32,
         context: Arc::into_raw(shared.clone()) as *mut c_void,
-        guest_did_stop: Some(guest_did_stop),
-        did_stop_with_error: Some(did_stop_with_error),
+        guest_did_stop: None,
+        did_stop_with_error: None,
         release_context: Some(release_context),
+        did_end: Some(did_end),
+        state_did_change: Some(state_did_change),
+        network_did_disconnect: Some(network_did_disconnect),
     }
 }
 
@@ -257,37 +296,12 @@ pub(crate) unsafe extern "C" fn start_completion(ctx: *mut c_void, error: sys::V
     guarded("start completion", move || {
         let StartContext { shared, then } = *context;
         let result = match error {
-            None => {
-                shared.emit(Event::Started);
-                shared.set_phase(Phase::Running);
-                Ok(())
-            }
-            Some(e) => {
-                let e = Error::Bridge(e);
-                shared.end(Exit::Error(e.clone()), Event::StartFailed(e.clone()));
-                Err(e)
-            }
+            None => Ok(()),
+            Some(e) => Err(Error::Bridge(e)),
         };
+        shared.set_started(result.clone());
         if let Some(then) = then {
             then(result);
         }
-    });
-}
-
-/// The completion of `vmz_force_stop`; `ctx` is `Arc::into_raw(shared)`.
-pub(crate) unsafe extern "C" fn force_stop_completion(ctx: *mut c_void, error: sys::VMZErrorRef) {
-    // SAFETY: the bridge calls this exactly once with the context we gave
-    // and hands us `error` (maybe NULL).
-    let (shared, error) = unsafe {
-        (
-            Arc::from_raw(ctx as *const Shared),
-            BridgeError::from_raw(error),
-        )
-    };
-    guarded("force-stop completion", move || match error {
-        None => {
-            shared.end(Exit::ForceStopped, Event::ForceStopped);
-        }
-        Some(e) => log::warn!("force stop did not complete: {e}"),
     });
 }

@@ -21,9 +21,9 @@
 //! let vm = Machine::new(&config)?;
 //! vm.start()?;                 // the console goes to stdout by default
 //! vm.request_stop()?;          // the ACPI power button; the guest decides
-//! match vm.wait() {
-//!     Exit::GuestStopped => println!("powered off"),
-//!     other => println!("ended: {other:?}"),
+//! match vm.wait()? {
+//!     Exit::PoweredOff => println!("powered off"),
+//!     other => println!("ended: {other}"),
 //! }
 //! # Ok::<(), vmz::Error>(())
 //! ```
@@ -47,19 +47,25 @@ mod console;
 mod disk;
 mod error;
 mod events;
+mod exit;
 mod log_bridge;
 mod machine;
+mod stream;
 pub mod sys;
 mod vsock;
+mod wait;
 
 pub use architecture::GuestArchitecture;
 pub use config::{Accelerator, Config, ConfigBuilder, Limits};
 pub use console::ConsoleDevice;
 pub use disk::{Disk, DiskFormat, DiskSync, MAX_DISKS};
 pub use error::{BridgeError, Error, ErrorCode, Result};
-pub use events::{Event, Exit};
+pub use events::Event;
+pub use exit::{Exit, Signal};
 pub use machine::{Machine, State};
+pub use stream::{EventStream, Recv};
 pub use vsock::{VsockListener, VsockStream};
+pub use wait::{Completion, Ended, Started};
 
 /// Numbers of live bridge objects, for leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -3,14 +3,33 @@
 use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{bridge_call, Result};
-use crate::events::{self, Event, Exit, Phase, Shared, StartContext};
+use crate::events::{self, Event, Shared, StartContext};
+use crate::exit::Exit;
+use crate::stream::EventStream;
 use crate::sys;
+use crate::wait::{block_on, Completion, Ended, Started};
 
 /// The life cycle of a VM, as the bridge reports it.
+///
+/// ```text
+///   Created ──start──▶ Starting ──▶ Running ──pause──▶ Pausing ──▶ Paused
+///                         │           ▲  │                            │
+///                         │           │  └───resume── Resuming ◀──────┘
+///                         │           │
+///                         │   (any active state) ──force_stop/drop──▶ Stopping
+///                         ▼                                              │
+///   Error ◀── start failed, guest panic, engine killed or failed         ▼
+///   Stopped ◀── guest powered off or rebooted, ──────────────────── Stopped
+///               or the caller's force stop
+/// ```
+///
+/// `Stopped` and `Error` are final: a `Machine` runs one life. Every
+/// transition reaches the event handler once, in order, as
+/// [`Event::State`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum State {
@@ -20,27 +39,63 @@ pub enum State {
     Starting,
     /// Running.
     Running,
-    /// Being stopped.
+    /// [`pause`](Machine::pause) was called; the vCPUs are being stopped.
+    Pausing,
+    /// Paused: the vCPUs are stopped, memory and devices kept.
+    Paused,
+    /// [`resume`](Machine::resume) was called; the vCPUs are restarting.
+    Resuming,
+    /// Being stopped (forced).
     Stopping,
-    /// Stopped (final).
+    /// Ended in an orderly way (final): the guest powered off or rebooted,
+    /// or the caller stopped it.
     Stopped,
-    /// Stopped because of an error, or failed to start (final).
+    /// Ended because of an error, or failed to start (final).
     Error,
 }
 
+impl State {
+    pub(crate) fn from_raw(raw: sys::VMZState) -> State {
+        match raw {
+            sys::VMZ_STATE_CREATED => State::Created,
+            sys::VMZ_STATE_STARTING => State::Starting,
+            sys::VMZ_STATE_RUNNING => State::Running,
+            sys::VMZ_STATE_PAUSING => State::Pausing,
+            sys::VMZ_STATE_PAUSED => State::Paused,
+            sys::VMZ_STATE_RESUMING => State::Resuming,
+            sys::VMZ_STATE_STOPPING => State::Stopping,
+            sys::VMZ_STATE_STOPPED => State::Stopped,
+            _ => State::Error,
+        }
+    }
+}
+
 /// A virtual machine, owned: dropping it stops the VM (at once, if it still
-/// runs), waits for the engine to finish, and releases the bridge's handle.
-/// No event handler runs after `drop` returns.
+/// runs; the handler then gets [`Event::Ended`] with
+/// [`Exit::ForceStopped`]), waits for the engine to finish, and releases the
+/// bridge's handle. No event handler runs after `drop` returns.
 ///
-/// A `Machine` runs one VM life: create, start, run, stop. It is `Send` and
-/// `Sync`: every method takes `&self` and may be called from any thread.
+/// A `Machine` runs one VM life: create, start, run (pause and resume),
+/// stop. It is `Send` and `Sync`: every method takes `&self` and may be
+/// called from any thread.
 ///
-/// On Linux no thread of yours needs to run a loop: the bridge runs each VM
-/// on its own queue. (macOS: the same holds; `vmz_run_loop` exists only for
-/// C callers that want main-queue style.)
+/// **From inside its own event handler** (which runs on the VM's queue)
+/// everything that does not wait may be called: [`state`](Machine::state),
+/// [`exit`](Machine::exit), [`request_stop`](Machine::request_stop), the
+/// `*_async` methods (their futures resolve later; they may be dropped),
+/// [`start_with`](Machine::start_with), and dropping the `Machine` itself
+/// (it then returns at once; the VM is force-stopped and its
+/// [`Event::Ended`] reaches the handler after the running call returns).
+/// The blocking methods ([`start`](Machine::start), [`wait`](Machine::wait),
+/// [`stop`](Machine::stop), [`force_stop`](Machine::force_stop),
+/// [`pause`](Machine::pause), ...) would wait for the queue they run on:
+/// they return [`Error::CalledFromHandler`] instead.
+///
+/// No thread of yours needs to run a loop: the bridge runs each VM on its
+/// own queue; the async API needs no runtime and no thread per VM.
 ///
 /// ```no_run
-/// use vmz::{Config, Event, Machine};
+/// use vmz::{Config, Event, Exit, Machine, State};
 /// use std::sync::mpsc;
 ///
 /// let config = Config::builder("target/vmz-guest/vmlinux")
@@ -52,10 +107,10 @@ pub enum State {
 ///     let _ = tx.send(event);
 /// })?;
 /// vm.start()?;
-/// assert!(matches!(rx.recv().unwrap(), Event::Started));
-/// vm.request_stop()?;
-/// let exit = vm.wait();
-/// println!("the VM ended: {exit:?}");
+/// assert!(matches!(rx.recv().unwrap(), Event::State(State::Starting)));
+/// assert!(matches!(rx.recv().unwrap(), Event::State(State::Running)));
+/// let exit = vm.stop(std::time::Duration::from_secs(10))?;
+/// println!("the VM ended: {exit}");
 /// # Ok::<(), vmz::Error>(())
 /// ```
 pub struct Machine {
@@ -81,20 +136,29 @@ impl std::fmt::Debug for Machine {
 impl Machine {
     /// Validates `config` and creates the VM; nothing runs until
     /// [`start`](Machine::start). Events are not delivered anywhere; use
-    /// [`wait`](Machine::wait) or [`with_event_handler`](Machine::with_event_handler).
+    /// [`wait`](Machine::wait), [`with_event_handler`](Machine::with_event_handler)
+    /// or [`with_event_stream`](Machine::with_event_stream).
     pub fn new(config: &Config) -> Result<Machine> {
         Machine::create(config, None)
     }
 
     /// Like [`new`](Machine::new), with a handler that receives every
-    /// [`Event`] of this VM, on a bridge thread. The handler must not block
-    /// on this VM (blocking methods called from it return
-    /// [`Error::CalledFromHandler`]); a panic in it is logged and contained.
+    /// [`Event`] of this VM, on a bridge thread (see [`Machine`] for what
+    /// the handler may call). A panic in it is logged and contained. The
+    /// handler is dropped after its last call, once the bridge lets go of
+    /// the VM.
     pub fn with_event_handler<F>(config: &Config, handler: F) -> Result<Machine>
     where
         F: FnMut(Event) + Send + 'static,
     {
         Machine::create(config, Some(Box::new(handler)))
+    }
+
+    /// Like [`new`](Machine::new), with the VM's events delivered to an
+    /// asynchronous [`EventStream`].
+    pub fn with_event_stream(config: &Config) -> Result<(Machine, EventStream)> {
+        let (stream, handler) = EventStream::new();
+        Ok((Machine::with_event_handler(config, handler)?, stream))
     }
 
     fn create(config: &Config, handler: Option<events::Handler>) -> Result<Machine> {
@@ -112,26 +176,24 @@ impl Machine {
         Ok(Machine { handle, shared })
     }
 
-    /// Starts the VM and waits until it runs (or failed to start). The
-    /// handler, if any, gets [`Event::Started`] or [`Event::StartFailed`]
-    /// first.
+    /// Starts the VM and waits until it runs (or failed to start: the
+    /// error is then also the VM's [`Exit::StartFailed`]).
     pub fn start(&self) -> Result<()> {
         events::check_may_block("Machine::start")?;
-        self.begin_start(None)?;
-        drop(
-            self.shared
-                .wait_until(None, |p| !matches!(p, Phase::Starting)),
-        );
-        match self.shared.exit() {
-            Some(Exit::Error(e)) => Err(e),
-            _ => Ok(()),
-        }
+        Machine::block(self.start_async())
+    }
+
+    /// Starts the VM; the future resolves once it runs (`Ok`) or failed to
+    /// start. The start begins at this call, whether or not the future is
+    /// polled. Needs no particular executor.
+    pub fn start_async(&self) -> Started {
+        Started::new(self.shared.clone(), self.begin_start(None).err())
     }
 
     /// Starts the VM without waiting; `done` runs on a bridge thread once it
-    /// runs or failed to start (after the event handler). Returns an error,
-    /// and never calls `done`, when the VM cannot start now (for example it
-    /// was started before).
+    /// runs or failed to start (after the event handler has seen the
+    /// state). Returns an error, and never calls `done`, when the VM cannot
+    /// start now (for example it was started before).
     pub fn start_with<F>(&self, done: F) -> Result<()>
     where
         F: FnOnce(Result<()>) + Send + 'static,
@@ -140,12 +202,6 @@ impl Machine {
     }
 
     fn begin_start(&self, then: Option<Box<dyn FnOnce(Result<()>) + Send>>) -> Result<()> {
-        {
-            let mut phase = self.shared.phase();
-            if matches!(*phase, Phase::Created) {
-                *phase = Phase::Starting;
-            }
-        }
         let ctx = Box::into_raw(Box::new(StartContext {
             shared: self.shared.clone(),
             then,
@@ -167,17 +223,13 @@ impl Machine {
         if result.is_err() {
             // SAFETY: the bridge did not take `ctx`: free it here.
             drop(unsafe { Box::from_raw(ctx) });
-            let mut phase = self.shared.phase();
-            if matches!(*phase, Phase::Starting) && self.state() == State::Created {
-                *phase = Phase::Created;
-            }
         }
         result
     }
 
     /// Asks the guest to stop (the ACPI power button). Returns once the
     /// request is delivered; the guest decides whether and when to stop,
-    /// and the end is reported as [`Event::GuestStopped`].
+    /// and the end is reported as [`Exit::PoweredOff`].
     pub fn request_stop(&self) -> Result<()> {
         // SAFETY: the handle is live while `self` is; the out-parameter goes
         // to the bridge as it is.
@@ -185,37 +237,27 @@ impl Machine {
     }
 
     /// Stops the VM at once (the guest gets no say) and waits until it has
-    /// stopped.
+    /// stopped. Its exit is then [`Exit::ForceStopped`] (or how it ended if
+    /// it ended by itself first).
     pub fn force_stop(&self) -> Result<()> {
         events::check_may_block("Machine::force_stop")?;
-        let ctx = Arc::into_raw(self.shared.clone()) as *mut c_void;
         // SAFETY: the handle is live; the out-parameter goes to the bridge
-        // as it is. On success the bridge calls `force_stop_completion`
-        // exactly once with `ctx`, which frees it.
-        let result = unsafe {
+        // as it is; no completion (the end is reported by `did_end`, which
+        // `ended` waits for).
+        unsafe {
             bridge_call(|err| {
-                sys::vmz_force_stop(
-                    self.handle.as_ptr(),
-                    Some(events::force_stop_completion),
-                    ctx,
-                    err,
-                )
-                .then_some(())
+                sys::vmz_force_stop(self.handle.as_ptr(), None, std::ptr::null_mut(), err)
+                    .then_some(())
             })
-        };
-        if let Err(e) = result {
-            // SAFETY: the bridge did not take `ctx`.
-            drop(unsafe { Arc::from_raw(ctx as *const Shared) });
-            return Err(e);
-        }
-        drop(self.shared.wait_until(None, |p| matches!(p, Phase::Ended)));
-        Ok(())
+        }?;
+        Machine::block(self.ended()).map(drop)
     }
 
     /// Stops the VM the polite way first: asks the guest (as
     /// [`request_stop`](Machine::request_stop)), waits up to `grace` for it
-    /// to stop, then forces the stop. Returns how the VM ended
-    /// ([`Exit::GuestStopped`] if the guest complied in time,
+    /// to stop, then forces the stop; a VM that cannot take the request
+    /// (still starting, paused) is forced at once. Returns how the VM ended
+    /// ([`Exit::PoweredOff`] if the guest complied in time,
     /// [`Exit::ForceStopped`] otherwise). A VM that already ended returns
     /// its exit at once.
     ///
@@ -226,63 +268,107 @@ impl Machine {
     /// ```
     pub fn stop(&self, grace: Duration) -> Result<Exit> {
         events::check_may_block("Machine::stop")?;
-        if let Some(exit) = self.exit() {
-            return Ok(exit);
+        Machine::block(self.stop_async(grace))
+    }
+
+    /// [`stop`](Machine::stop) as a future: the stop begins at this call
+    /// (the grace period is timed by the bridge, on the VM's queue), the
+    /// future resolves to the VM's exit.
+    pub fn stop_async(&self, grace: Duration) -> Ended {
+        if self.exit().is_some() {
+            return self.ended();
         }
-        if let Err(e) = self.request_stop() {
-            // Not running (yet, or any more): it may have just ended.
-            if let Some(exit) = self.exit() {
-                return Ok(exit);
-            }
-            log::debug!("graceful stop not possible ({e}); forcing");
-        } else if let Some(exit) = self.wait_timeout(grace) {
-            return Ok(exit);
-        } else {
-            log::info!("the guest did not stop within {grace:?}; forcing");
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        // SAFETY: the handle is live; the out-parameter goes to the bridge
+        // as it is; no completion (the end is reported by `did_end`).
+        let result = unsafe {
+            bridge_call(|err| {
+                sys::vmz_stop(
+                    self.handle.as_ptr(),
+                    grace_ms,
+                    None,
+                    std::ptr::null_mut(),
+                    err,
+                )
+                .then_some(())
+            })
+        };
+        match result {
+            Ok(()) => self.ended(),
+            // It ended between the check and the call.
+            Err(_) if self.exit().is_some() => self.ended(),
+            Err(e) => Ended::new(self.shared.clone(), Some(e)),
         }
-        match self.force_stop() {
-            Ok(()) => {}
-            // It ended between the request and the force.
-            Err(e) if self.exit().is_some() => log::debug!("force stop: {e}"),
-            Err(e) => return Err(e),
-        }
-        Ok(self.wait())
+    }
+
+    /// Pauses the running VM (its vCPUs stop; memory, devices and console
+    /// stay) and waits until it is [`State::Paused`].
+    pub fn pause(&self) -> Result<()> {
+        events::check_may_block("Machine::pause")?;
+        Machine::block(self.pause_async())
+    }
+
+    /// [`pause`](Machine::pause) as a future (the pause begins at this call).
+    pub fn pause_async(&self) -> Completion {
+        self.call_with_completion(sys::vmz_pause)
+    }
+
+    /// Resumes the paused VM and waits until it runs again.
+    pub fn resume(&self) -> Result<()> {
+        events::check_may_block("Machine::resume")?;
+        Machine::block(self.resume_async())
+    }
+
+    /// [`resume`](Machine::resume) as a future (the resume begins at this
+    /// call).
+    pub fn resume_async(&self) -> Completion {
+        self.call_with_completion(sys::vmz_resume)
+    }
+
+    /// A bridge operation of the shape `op(handle, completion, context,
+    /// error)`, as a future of its completion.
+    fn call_with_completion(
+        &self,
+        op: unsafe extern "C" fn(
+            sys::VMZHandle,
+            sys::VMZCompletionCallback,
+            *mut c_void,
+            *mut sys::VMZErrorRef,
+        ) -> bool,
+    ) -> Completion {
+        Completion::call(|cb, ctx| {
+            // SAFETY: the handle is live while `self` is; the out-parameter
+            // goes to the bridge as it is; on success the bridge calls `cb`
+            // exactly once with `ctx`.
+            unsafe { bridge_call(|err| op(self.handle.as_ptr(), cb, ctx, err).then_some(())) }
+        })
     }
 
     /// Blocks until the VM has ended and says how. Returns at once if it
     /// already has. Do not call it before [`start`](Machine::start): a VM
-    /// that never starts never ends.
-    pub fn wait(&self) -> Exit {
-        if let Err(e) = events::check_may_block("Machine::wait") {
-            return Exit::Error(e);
-        }
-        drop(self.shared.wait_until(None, |p| matches!(p, Phase::Ended)));
-        self.shared
-            .exit()
-            .expect("the exit is recorded before the phase ends")
+    /// that never starts never ends. Fails only when called from inside
+    /// the VM's own event handler ([`Error::CalledFromHandler`]).
+    pub fn wait(&self) -> Result<Exit> {
+        events::check_may_block("Machine::wait")?;
+        Machine::block(self.ended())
     }
 
-    /// Like [`wait`](Machine::wait), for at most `timeout`; `None` if the
-    /// VM still runs.
-    pub fn wait_timeout(&self, timeout: Duration) -> Option<Exit> {
-        if let Err(e) = events::check_may_block("Machine::wait_timeout") {
-            return Some(Exit::Error(e));
-        }
-        let ended = matches!(
-            *self
-                .shared
-                .wait_until(Some(timeout), |p| matches!(p, Phase::Ended)),
-            Phase::Ended
-        );
-        if ended {
-            self.shared.exit()
-        } else {
-            None
-        }
+    /// Like [`wait`](Machine::wait), for at most `timeout`; `Ok(None)` if
+    /// the VM still runs.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<Exit>> {
+        events::check_may_block("Machine::wait_timeout")?;
+        block_on(self.ended(), Some(Instant::now() + timeout)).transpose()
     }
 
-    /// How the VM ended, if it has. Set before the event handler sees the
-    /// end event.
+    /// A future of the VM's end: resolves to its [`Exit`] (at once if it
+    /// has ended). It does not start or stop anything, and does not borrow
+    /// the `Machine`.
+    pub fn ended(&self) -> Ended {
+        Ended::new(self.shared.clone(), None)
+    }
+
+    /// How the VM ended, if it has. Set before the event handler sees
+    /// [`Event::Ended`].
     pub fn exit(&self) -> Option<Exit> {
         self.shared.exit()
     }
@@ -295,14 +381,11 @@ impl Machine {
     /// The VM's current state, from the bridge.
     pub fn state(&self) -> State {
         // SAFETY: the handle is live while `self` is.
-        match unsafe { sys::vmz_get_state(self.handle.as_ptr()) } {
-            sys::VMZ_STATE_CREATED => State::Created,
-            sys::VMZ_STATE_STARTING => State::Starting,
-            sys::VMZ_STATE_RUNNING => State::Running,
-            sys::VMZ_STATE_STOPPING => State::Stopping,
-            sys::VMZ_STATE_STOPPED => State::Stopped,
-            _ => State::Error,
-        }
+        State::from_raw(unsafe { sys::vmz_get_state(self.handle.as_ptr()) })
+    }
+
+    fn block<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        block_on(future, None).expect("no deadline")
     }
 }
 
@@ -310,8 +393,9 @@ impl Drop for Machine {
     fn drop(&mut self) {
         log::debug!("releasing VM ({:?})", self.state());
         // SAFETY: we own the handle and release it once. The bridge stops
-        // the VM, waits for it (unless called from this VM's own callback),
-        // and calls no callback of ours after this returns.
+        // the VM, waits for it (unless called from this VM's own callback:
+        // then it finishes later on the VM's queue), and calls no callback
+        // of ours after this returns, except in that case.
         unsafe { sys::vmz_release(self.handle.as_ptr()) }
     }
 }

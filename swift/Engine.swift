@@ -8,11 +8,17 @@ import Darwin
 #endif
 import Dispatch
 
-/// How a VM life ended, as an engine reports it.
-enum EngineStop {
-    /// The guest stopped by itself (poweroff, reboot, honoured stop request).
-    case guest
-    /// The VM stopped because of an error.
+/// How a VM life ended, as an engine reports it (VMZEndReason in the ABI).
+enum EngineEnd {
+    /// The guest powered off (or honoured a stop request).
+    case poweredOff
+    /// The guest rebooted or reset itself.
+    case rebooted
+    /// The guest kernel panicked (pvpanic); the engine's words, if any.
+    case panicked(BridgeError)
+    /// The engine process was killed by a host signal.
+    case killed(signal: Int32, BridgeError)
+    /// The engine failed at run time.
     case error(BridgeError)
     /// `forceStop` did it.
     case forced
@@ -21,7 +27,9 @@ enum EngineStop {
 /// What an engine tells its Machine. Called on the Machine's queue.
 protocol EngineDelegate: AnyObject {
     /// Once per life, after `start` was called: the VM has ended.
-    func engineDidStop(_ how: EngineStop)
+    func engineDidStop(_ how: EngineEnd)
+    /// A network device's host side went away (the VM keeps running).
+    func engineNetworkDidDisconnect(index: Int, error: BridgeError)
 }
 
 /// One virtualization engine. Every method is called on the queue given to
@@ -43,7 +51,7 @@ protocol VMEngine: AnyObject {
     /// Delivers a graceful stop request to the guest.
     func requestStop() throws
     /// Stops the VM now; `engineDidStop(.forced)` follows (or another reason
-    /// if the VM ended by itself first).
+    /// if the VM ended by itself first), never from inside this call.
     func forceStop()
 
     // vsock (Vsock.swift), on the queue like the rest; the engine refuses
@@ -55,6 +63,11 @@ protocol VMEngine: AnyObject {
     func vsockListen(port: UInt32, accept: @escaping (Int32) -> Void) throws
     /// Stops `vsockListen(port:)`; no `accept` for it runs afterwards.
     func vsockStopListening(port: UInt32) throws
+    /// Stops the guest's vCPUs; `completion` once, when they are stopped
+    /// (nil) or with the error, unless the VM ends first (then never).
+    func pause(completion: @escaping (BridgeError?) -> Void)
+    /// Restarts a paused guest's vCPUs; `completion` as for `pause`.
+    func resume(completion: @escaping (BridgeError?) -> Void)
 }
 
 // VMZ_TYPECHECK_VZ: scripts/typecheck-macos.sh checks the macOS engine on

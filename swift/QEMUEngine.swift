@@ -54,8 +54,9 @@ final class QEMUEngine: VMEngine {
     private var startError: BridgeError?
     /// The child's descriptor names and what they are, for QEMU's messages.
     private var childFileNames: [(String, String)] = []
-    private var shutdownEvent: (guest: Bool, reason: String)?
-    private var panicked = false
+    private var outcome = QEMUOutcome()
+    private var pauseCompletion: ((BridgeError?) -> Void)?
+    private var resumeCompletion: ((BridgeError?) -> Void)?
     private var forced = false
     private var exited = false
 
@@ -91,6 +92,7 @@ final class QEMUEngine: VMEngine {
         try QEMUMachineType.checkKernel(config.kernelPath, config.guestArchitecture)
         _ = try resolveAccelerator(config.accelerator, for: config.guestArchitecture)
         try QEMUVsock.validate(config)
+        _ = try findBinary(for: config.guestArchitecture)
     }
 
     /// The accelerator to use: the caller's explicit choice, else VMZ_ACCEL,
@@ -121,7 +123,13 @@ final class QEMUEngine: VMEngine {
             return .software
         case .hardware:
             if let why = kvmUnusable(requireCPUFlag: false) {
-                throw BridgeError(VMZ_ERROR_ACCELERATOR, "KVM was requested but \(why)")
+                throw BridgeError(VMZ_ERROR_ACCELERATOR, "KVM was requested but \(why); use the auto or software accelerator")
+            }
+            if let why = kvmCannotRunGuests() {
+                throw BridgeError(
+                    VMZ_ERROR_ACCELERATOR,
+                    "KVM was requested, but \(why): /dev/kvm opens, yet QEMU cannot run a guest with it; use the auto accelerator (it picks software emulation here) or the software one"
+                )
             }
             return .hardware
         case .auto:
@@ -142,8 +150,14 @@ final class QEMUEngine: VMEngine {
         if fd < 0 { return "/dev/kvm cannot be opened (\(String(cString: strerror(errno))))" }
         close(fd)
         guard requireCPUFlag else { return nil }
+        return kvmCannotRunGuests()
+    }
+
+    /// Why a KVM that opens still cannot run a stock guest, or nil: the
+    /// software-only kvm_pvm module, or (x86) a CPU without vmx/svm.
+    private static func kvmCannotRunGuests() -> String? {
         if access("/sys/module/kvm_pvm", F_OK) == 0 {
-            return "the kvm_pvm module (software-only KVM) is loaded"
+            return "this host's KVM is the kvm_pvm module (software-only KVM)"
         }
         #if arch(x86_64)
         if !cpuHasVirtualizationFlag() { return "the CPU advertises neither vmx nor svm" }
@@ -163,11 +177,13 @@ final class QEMUEngine: VMEngine {
     }
 
     /// VMZ_QEMU (whatever the guest's architecture), else
-    /// qemu-system-<guest architecture> on PATH.
+    /// qemu-system-<guest architecture> on PATH: a regular file we may
+    /// execute.
     private static func findBinary(for guest: GuestArchitecture) throws -> String {
         if let env = environment("VMZ_QEMU") {
-            guard access(env, X_OK) == 0 else {
-                throw BridgeError(VMZ_ERROR_ENGINE_UNAVAILABLE, "VMZ_QEMU=\(env) is not an executable file")
+            var st = stat()
+            guard stat(env, &st) == 0, st.st_mode & S_IFMT == S_IFREG, access(env, X_OK) == 0 else {
+                throw BridgeError(VMZ_ERROR_ENGINE_UNAVAILABLE, "VMZ_QEMU=\(env) is not an executable file (unset it to use qemu-system-* from PATH)")
             }
             return env
         }
@@ -495,17 +511,41 @@ final class QEMUEngine: VMEngine {
             } catch {}
         } else if let event = message["event"]?.string {
             log(.debug, "QMP event \(event)")
-            switch event {
-            case "SHUTDOWN":
-                let data = message["data"]
-                shutdownEvent = (data?["guest"]?.bool ?? false, data?["reason"]?.string ?? "")
-            case "GUEST_PANICKED":
-                panicked = true
-            default:
-                break
-            }
+            outcome.record(event: event, data: message["data"])
         } else {
             log(.debug, "QMP: unexpected message ignored")
+        }
+    }
+
+    /// QMP `stop`: answered once the vCPUs are stopped.
+    func pause(completion: @escaping (BridgeError?) -> Void) {
+        pauseCommand("stop", completion)
+    }
+
+    /// QMP `cont`: answered once the vCPUs run again.
+    func resume(completion: @escaping (BridgeError?) -> Void) {
+        pauseCommand("cont", completion)
+    }
+
+    /// Sends `command`; `completion` gets its answer, unless QEMU exits
+    /// first (then the VM's end is the answer, and this one is dropped).
+    private func pauseCommand(_ command: String, _ completion: @escaping (BridgeError?) -> Void) {
+        guard let qmp, startCompletion == nil, !exited, !qmp.isClosed else {
+            completion(BridgeError(VMZ_ERROR_INVALID_STATE, "QEMU is not running"))
+            return
+        }
+        do {
+            try qmp.execute(command, timeout: QEMUEngine.qmpTimeout) { [weak self] result in
+                guard let self, !self.exited else { return }
+                switch result {
+                case .success: completion(nil)
+                case .failure(let e): completion(BridgeError(VMZ_ERROR_RUNTIME, "QMP \(command): \(e.message)"))
+                }
+            }
+        } catch let e as BridgeError {
+            completion(e)
+        } catch {
+            completion(BridgeError(VMZ_ERROR_INTERNAL, "\(error)"))
         }
     }
 
@@ -550,6 +590,7 @@ final class QEMUEngine: VMEngine {
         vsock?.shutdown()
 
         log(.debug, "QEMU pid \(pid) \(status.description)")
+        let how = outcome.classify(status, forced: forced, stderr: stderrText)
         if let completion = startCompletion, !forced {
             startCompletion = nil
             if let startError {
@@ -557,26 +598,16 @@ final class QEMUEngine: VMEngine {
                 return
             }
             let files = zip(["kernel", "initrd"], childFileNames).map { "\($0) \($1.1)" }.joined(separator: ", ")
-            switch outcome(status) {
-            case .error(let e): completion(BridgeError(VMZ_ERROR_START_FAILED, "\(e.message) (booting \(files))"))
-            default: completion(BridgeError(VMZ_ERROR_START_FAILED, "QEMU stopped while starting (booting \(files))"))
+            let kvmHint = machine.accelerator == .hardware
+                ? " (KVM was requested: where this host's KVM cannot run guests, use the auto or software accelerator)" : ""
+            switch how {
+            case .error(let e): completion(BridgeError(VMZ_ERROR_START_FAILED, "\(e.message) (booting \(files))\(kvmHint)"))
+            default: completion(BridgeError(VMZ_ERROR_START_FAILED, "QEMU stopped while starting (booting \(files))\(kvmHint)"))
             }
             return
         }
         startCompletion = nil
-        delegate?.engineDidStop(outcome(status))
-    }
-
-    private func outcome(_ status: ChildExit) -> EngineStop {
-        if forced { return .forced }
-        if panicked || shutdownEvent?.reason == "guest-panic" {
-            return .error(BridgeError(VMZ_ERROR_RUNTIME, "the guest kernel panicked"))
-        }
-        if let ev = shutdownEvent {
-            if ev.guest { return .guest }
-            return .error(BridgeError(VMZ_ERROR_RUNTIME, "QEMU shut down by itself (\(ev.reason))\(stderrNote)"))
-        }
-        return .error(BridgeError(VMZ_ERROR_RUNTIME, "QEMU \(status.description)\(stderrNote)"))
+        delegate?.engineDidStop(how)
     }
 }
 #endif

@@ -103,6 +103,27 @@ final class VZEngine: VMEngine {
             )
         }
         try VZDisks.validate(config.disks)
+        try checkEntitlement(config)
+    }
+
+    /// The framework's `validate()` fails for a process without the
+    /// virtualization entitlement (Apple: "validate() checks for the
+    /// entitlement"). A minimal configuration (boot loader, CPUs, memory)
+    /// asks it here, so that `vmz_validate_config` finds what `vmz_create`
+    /// would; its other complaints are left to `init`, which validates the
+    /// full configuration with its devices.
+    private static func checkEntitlement(_ config: ParsedConfig) throws {
+        let configuration = VZVirtualMachineConfiguration()
+        configuration.platform = VZGenericPlatformConfiguration()
+        configuration.bootLoader = VZLinuxBootLoader(kernelURL: URL(fileURLWithPath: config.kernelPath))
+        configuration.cpuCount = config.cpuCount
+        configuration.memorySize = config.memorySize
+        do {
+            try configuration.validate()
+        } catch {
+            let e = bridgeError(error, .configuration)
+            if e.code == VMZ_ERROR_ENGINE_UNAVAILABLE { throw e }
+        }
     }
 
     /// Checks the kernel's format; returns it (gzip and, on Apple silicon,
@@ -296,16 +317,79 @@ final class VZEngine: VMEngine {
         issueStop()
     }
 
+    /// How long a force stop keeps trying while the framework refuses it
+    /// (`canStop` false: the VM is pausing, resuming or stopping).
+    private static let stopRetryInterval = DispatchTimeInterval.milliseconds(50)
+    private static let stopAttempts = 200
+    private var stopAttemptsLeft = VZEngine.stopAttempts
+
+    /// Stops the VM, reporting it ended only once it has: a refused stop is
+    /// retried (the VM still runs, or is still on its way down), never
+    /// reported as the end.
     private func issueStop() {
         guard let vm, !stopIssued, !reported else { return }
+        guard vm.canStop else {
+            retryStop("the framework cannot stop the VM in its current state")
+            return
+        }
         stopIssued = true
         vm.stop { [self] error in
-            if let error {
-                report(.error(VZEngine.bridgeError(error, .stop)))
-            } else {
+            guard let error else {
                 report(.forced)
+                return
+            }
+            stopIssued = false
+            retryStop(VZEngine.bridgeError(error, .stop).message)
+        }
+    }
+
+    private func retryStop(_ why: String) {
+        guard !reported else { return }
+        stopAttemptsLeft -= 1
+        if stopAttemptsLeft <= 0 {
+            // The framework refused every stop for 10 s: say so rather than
+            // wait forever. The VM may still run: RUNTIME, not "stopped".
+            report(.error(BridgeError(VMZ_ERROR_RUNTIME, "the force stop failed: \(why)")))
+            return
+        }
+        log(.debug, "VZ: force stop refused (\(why)); retrying")
+        queue.asyncAfter(deadline: .now() + VZEngine.stopRetryInterval) { [weak self] in self?.issueStop() }
+    }
+
+    func pause(completion: @escaping (BridgeError?) -> Void) {
+        guard let vm, !starting, !reported else {
+            completion(BridgeError(VMZ_ERROR_INVALID_STATE, "the VM is not running"))
+            return
+        }
+        vm.pause(completionHandler: answer(completion, .pause))
+    }
+
+    func resume(completion: @escaping (BridgeError?) -> Void) {
+        guard let vm, !reported else {
+            completion(BridgeError(VMZ_ERROR_INVALID_STATE, "the VM is not running"))
+            return
+        }
+        vm.resume(completionHandler: answer(completion, .resume))
+    }
+
+    /// A framework completion handler that answers `completion`, unless the
+    /// VM's end was reported first.
+    private func answer(
+        _ completion: @escaping (BridgeError?) -> Void, _ phase: Phase
+    ) -> (Result<Void, any Error>) -> Void {
+        { [self] result in
+            if reported { return }
+            switch result {
+            case .success: completion(nil)
+            case .failure(let error): completion(VZEngine.bridgeError(error, phase))
             }
         }
+    }
+
+    /// From the framework's delegate: a network attachment went away.
+    fileprivate func networkDidDisconnect(_ device: VZNetworkDevice, _ error: Error) {
+        let index = vm?.networkDevices.firstIndex { $0 === device } ?? 0
+        delegate?.engineNetworkDidDisconnect(index: index, error: VZEngine.bridgeError(error, .network))
     }
 
     /// From the framework's delegate: the VM ended by itself (`error` nil:
@@ -331,7 +415,9 @@ final class VZEngine: VMEngine {
         if let error {
             report(.error(VZEngine.bridgeError(error, .runtime)))
         } else {
-            report(.guest)
+            // The framework does not say whether the guest powered off or
+            // rebooted (a reboot stops the VM too).
+            report(.poweredOff)
         }
     }
 
@@ -341,7 +427,7 @@ final class VZEngine: VMEngine {
         diskLocks = []
     }
 
-    private func report(_ how: EngineStop) {
+    private func report(_ how: EngineEnd) {
         guard !reported else { return }
         reported = true
         releaseDisks()
@@ -352,7 +438,7 @@ final class VZEngine: VMEngine {
     // MARK: Errors
 
     enum Phase {
-        case configuration, start, requestStop, stop, runtime
+        case configuration, start, requestStop, stop, pause, resume, network, runtime
 
         var context: String {
             switch self {
@@ -360,6 +446,9 @@ final class VZEngine: VMEngine {
             case .start: return "the VM failed to start"
             case .requestStop: return "the stop request failed"
             case .stop: return "the force stop failed"
+            case .pause: return "the pause failed"
+            case .resume: return "the resume failed"
+            case .network: return "a network device was disconnected"
             case .runtime: return "the VM stopped with an error"
             }
         }
@@ -368,7 +457,7 @@ final class VZEngine: VMEngine {
             switch self {
             case .configuration: return VMZ_ERROR_INVALID_ARGUMENT
             case .start: return VMZ_ERROR_START_FAILED
-            case .requestStop, .stop, .runtime: return VMZ_ERROR_RUNTIME
+            case .requestStop, .stop, .pause, .resume, .network, .runtime: return VMZ_ERROR_RUNTIME
             }
         }
     }
@@ -387,8 +476,11 @@ final class VZEngine: VMEngine {
         let origin = isVZ ? "VZError code \(ns.code)" : "\(ns.domain) code \(ns.code)"
         let detail = "\(phase.context): \(text) [\(origin)]"
 
-        let mentionsEntitlement = text.lowercased().contains("entitlement")
-        if mentionsEntitlement && (phase == .configuration || phase == .start) {
+        // The framework's words vary in punctuation ("doesn’t have the
+        // “com.apple.security.virtualization” entitlement", straight quotes
+        // elsewhere): match the entitlement's name only. It comes with
+        // code 2 from validate(), before any start.
+        if text.contains("com.apple.security.virtualization") && (phase == .configuration || phase == .start) {
             return BridgeError(
                 VMZ_ERROR_ENGINE_UNAVAILABLE,
                 "\(detail). The process lacks the com.apple.security.virtualization entitlement: \(entitlementFix)"
@@ -398,15 +490,12 @@ final class VZEngine: VMEngine {
         // run-time error of the VM, not a bug of the bridge.
         guard isVZ, phase != .runtime else { return BridgeError(phase.defaultCode, detail) }
         switch VZErrorCode(rawValue: ns.code) {
+        case .internalError where phase == .start:
+            // What a kernel the framework cannot boot gives at start: the
+            // VM failed to start, not a bug of the bridge.
+            return BridgeError(VMZ_ERROR_START_FAILED, "\(detail) (is the kernel a bootable Linux image for this Mac?)")
         case .internalError:
-            return BridgeError(VMZ_ERROR_INTERNAL, detail)
-        case .invalidVirtualMachineConfiguration where phase == .start:
-            // The configuration passed validate() in init: at start this is
-            // most often the missing entitlement.
-            return BridgeError(
-                VMZ_ERROR_START_FAILED,
-                "\(detail). This is probably a missing com.apple.security.virtualization entitlement: \(entitlementFix)"
-            )
+            return BridgeError(phase.defaultCode, detail)
         case .invalidVirtualMachineConfiguration:
             return BridgeError(phase == .configuration ? VMZ_ERROR_INVALID_ARGUMENT : phase.defaultCode, detail)
         case .invalidVirtualMachineState, .invalidVirtualMachineStateTransition:
@@ -448,6 +537,13 @@ private final class VZEngineObserver: NSObject, VZVirtualMachineDelegate {
 
     func virtualMachine(_ virtualMachine: VZVirtualMachine, didStopWithError error: any Error) {
         engine?.vmDidStop(error)
+    }
+
+    func virtualMachine(
+        _ virtualMachine: VZVirtualMachine, networkDevice: VZNetworkDevice,
+        attachmentWasDisconnectedWithError error: any Error
+    ) {
+        engine?.networkDidDisconnect(networkDevice, error)
     }
 }
 

@@ -74,12 +74,16 @@ public func vmz_create(
     var cbs = VMZCallbacks()
     if let callbacks {
         let size = Int(callbacks.pointee.struct_size)
-        guard size >= MemoryLayout<VMZCallbacks>.size else {
-            BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "callbacks struct_size is \(size), expected at least \(MemoryLayout<VMZCallbacks>.size)").store(into: error)
+        let oldest = Int(VMZ_CALLBACKS_SIZE_V2)
+        guard size >= oldest else {
+            BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "callbacks struct_size is \(size), expected at least \(oldest)").store(into: error)
             // The struct cannot be trusted, so neither can its release_context.
             return nil
         }
-        cbs = callbacks.pointee
+        // An older caller's smaller struct: the fields it lacks stay NULL.
+        withUnsafeMutableBytes(of: &cbs) { dst in
+            dst.copyMemory(from: UnsafeRawBufferPointer(start: callbacks, count: min(size, dst.count)))
+        }
     }
     var created: Machine?
     let ok = attempt(error) { created = try Machine(config: parse(config), callbacks: cbs) }
@@ -120,6 +124,39 @@ public func vmz_force_stop(
     attempt(error) {
         guard let m = machine(handle) else { throw invalidHandle() }
         try m.forceStop(completion, context)
+    }
+}
+
+@_cdecl("vmz_stop")
+public func vmz_stop(
+    _ handle: VMZHandle?, _ graceMS: UInt64, _ completion: VMZCompletionCallback?, _ context: UnsafeMutableRawPointer?,
+    _ error: UnsafeMutablePointer<VMZErrorRef?>?
+) -> Bool {
+    attempt(error) {
+        guard let m = machine(handle) else { throw invalidHandle() }
+        try m.stop(grace: .milliseconds(Int(min(graceMS, UInt64(Int32.max)))), completion, context)
+    }
+}
+
+@_cdecl("vmz_pause")
+public func vmz_pause(
+    _ handle: VMZHandle?, _ completion: VMZCompletionCallback?, _ context: UnsafeMutableRawPointer?,
+    _ error: UnsafeMutablePointer<VMZErrorRef?>?
+) -> Bool {
+    attempt(error) {
+        guard let m = machine(handle) else { throw invalidHandle() }
+        try m.pause(completion, context)
+    }
+}
+
+@_cdecl("vmz_resume")
+public func vmz_resume(
+    _ handle: VMZHandle?, _ completion: VMZCompletionCallback?, _ context: UnsafeMutableRawPointer?,
+    _ error: UnsafeMutablePointer<VMZErrorRef?>?
+) -> Bool {
+    attempt(error) {
+        guard let m = machine(handle) else { throw invalidHandle() }
+        try m.resume(completion, context)
     }
 }
 

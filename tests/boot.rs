@@ -9,15 +9,13 @@
 mod common;
 
 use std::os::fd::AsRawFd;
-use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{guest_config, machine_with_events, Console, Resources, BOOT_TIMEOUT, MARKER};
-use vmz::{ErrorCode, Event, Exit, Machine, State};
-
-fn next_event(rx: &mpsc::Receiver<Event>) -> Event {
-    common::recv(rx, "the next event")
-}
+use common::{
+    event_names, events_until_end, guest_config, machine_with_events, Console, Resources,
+    BOOT_TIMEOUT, MARKER,
+};
+use vmz::{ErrorCode, Exit, Machine, State};
 
 #[test]
 fn boots_echoes_serial_and_powers_off() {
@@ -35,7 +33,10 @@ fn boots_echoes_serial_and_powers_off() {
         assert_eq!(vm.state(), State::Created);
 
         common::start(&vm).expect("start");
-        assert!(matches!(next_event(&events), Event::Started));
+        assert_eq!(
+            event_names(&events, 2, "the start"),
+            ["State(Starting)", "State(Running)"]
+        );
         assert_eq!(vm.state(), State::Running);
         console.expect(MARKER, BOOT_TIMEOUT);
         for fd in &probes {
@@ -69,13 +70,15 @@ fn boots_echoes_serial_and_powers_off() {
             console.text()
         );
 
-        // The guest's own poweroff ends the VM with "guest stopped".
+        // The guest's own poweroff ends the VM with "powered off".
         console.send_line("poweroff");
-        let exit = vm.wait_timeout(BOOT_TIMEOUT).expect("the VM ends");
-        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
-        assert!(matches!(next_event(&events), Event::GuestStopped));
+        let exit = common::wait(&vm, BOOT_TIMEOUT);
+        assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
+        assert_eq!(
+            events_until_end(&events),
+            ["State(Stopped)", "Ended(PoweredOff)"]
+        );
         assert_eq!(vm.state(), State::Stopped);
-        assert!(events.try_recv().is_err(), "exactly one end event");
         common::release(vm);
         console.close();
     }
@@ -86,15 +89,25 @@ fn boots_echoes_serial_and_powers_off() {
 fn graceful_stop_request_ends_a_running_guest_within_10s() {
     common::with_booted_guest(|vm, events, console| {
         vm.request_stop().expect("request stop");
-        let exit = vm.wait_timeout(Duration::from_secs(10)).unwrap_or_else(|| {
-            panic!(
-                "the guest did not stop within 10 s; console:\n{}",
-                console.text()
-            )
-        });
-        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
-        assert!(matches!(next_event(events), Event::Started));
-        assert!(matches!(next_event(events), Event::GuestStopped));
+        let exit = vm
+            .wait_timeout(Duration::from_secs(10))
+            .unwrap()
+            .unwrap_or_else(|| {
+                panic!(
+                    "the guest did not stop within 10 s; console:\n{}",
+                    console.text()
+                )
+            });
+        assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
+        assert_eq!(
+            events_until_end(events),
+            [
+                "State(Starting)",
+                "State(Running)",
+                "State(Stopped)",
+                "Ended(PoweredOff)"
+            ]
+        );
         assert!(console.text().contains("vmz-guest: power button"));
     });
 }
@@ -110,8 +123,16 @@ fn force_stop_ends_it_and_a_stopped_vm_refuses_more() {
         common::force_stop(vm).expect("force stop");
         assert!(matches!(vm.exit(), Some(Exit::ForceStopped)));
         assert_eq!(vm.state(), State::Stopped);
-        assert!(matches!(next_event(events), Event::Started));
-        assert!(matches!(next_event(events), Event::ForceStopped));
+        assert_eq!(
+            events_until_end(events),
+            [
+                "State(Starting)",
+                "State(Running)",
+                "State(Stopping)",
+                "State(Stopped)",
+                "Ended(ForceStopped)"
+            ]
+        );
 
         let e = vm.request_stop().unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidState);
@@ -131,12 +152,22 @@ fn dropping_a_running_machine_stops_its_guest() {
         common::start(&vm).expect("start");
         console.expect(MARKER, BOOT_TIMEOUT);
         assert_eq!(common::children().len(), 1, "one QEMU runs");
-        // Drop waits for the end: QEMU is gone after it; the handler saw no
-        // event after Started (the machine was released, not stopped), none
-        // after the drop, and was freed.
+        // Drop waits for the end: QEMU is gone after it; the handler saw
+        // exactly one end event, the forced one, none after the drop, and
+        // was freed.
         let seen = common::release_checked(vm, log);
         assert!(common::children().is_empty());
-        assert!(matches!(seen[..], [Event::Started]), "{seen:?}");
+        let seen: Vec<String> = seen.iter().map(common::event_name).collect();
+        assert_eq!(
+            seen,
+            [
+                "State(Starting)",
+                "State(Running)",
+                "State(Stopping)",
+                "State(Stopped)",
+                "Ended(ForceStopped)"
+            ]
+        );
         console.close();
     }
     before.assert_restored();
@@ -319,18 +350,19 @@ fn blocking_calls_from_a_handler_return_called_from_handler() {
     {
         let (console, input, output) = Console::new();
         let me: Arc<OnceLock<Weak<Machine>>> = Arc::default();
-        let (tx, answers) = mpsc::channel::<(&'static str, String)>();
+        let (tx, answers) = std::sync::mpsc::channel::<(&'static str, String)>();
         let handler_me = me.clone();
         let vm = Arc::new(
             Machine::with_event_handler(&guest_config(input, output), move |e| {
-                if !matches!(e, Event::Started) {
+                if !matches!(e, vmz::Event::State(State::Running)) {
                     return;
                 }
                 let vm = handler_me.get().and_then(Weak::upgrade).expect("the VM");
                 let called_from_handler =
                     |r: &vmz::Result<()>| matches!(r, Err(vmz::Error::CalledFromHandler(_)));
-                let exit_is = |x: &Option<Exit>| {
-                    matches!(x, Some(Exit::Error(vmz::Error::CalledFromHandler(_))))
+                // A usage mistake, not the VM's end (no Exit says it).
+                let exit_is = |x: &vmz::Result<Option<Exit>>| {
+                    matches!(x, Err(vmz::Error::CalledFromHandler(_)))
                 };
                 // Calls that fail fast without the check come first.
                 let r = vm.start();

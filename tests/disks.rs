@@ -76,8 +76,8 @@ fn boot_with_disks(disks: &[Disk], body: impl FnOnce(&mut Console)) {
     console.expect(MARKER, BOOT_TIMEOUT);
     body(&mut console);
     console.send_line("poweroff");
-    let exit = vm.wait_timeout(BOOT_TIMEOUT).expect("the guest powers off");
-    assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
+    let exit = common::wait(&vm, BOOT_TIMEOUT);
+    assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
     drop(vm);
     console.close();
 }

@@ -29,7 +29,6 @@ fn kill_qemu(wait_for_marker: bool) {
         let (console, input, output) = Console::new();
         let (vm, events) = machine_with_events(&guest_config(input, output));
         common::start(&vm).unwrap();
-        assert!(matches!(common::recv(&events, "Started"), Event::Started));
         if wait_for_marker {
             console.expect(MARKER, BOOT_TIMEOUT);
         } else {
@@ -39,16 +38,26 @@ fn kill_qemu(wait_for_marker: bool) {
         assert_eq!(unsafe { libc::kill(the_qemu(), libc::SIGKILL) }, 0);
         let killed = Instant::now();
 
-        let event = events
-            .recv_timeout(Duration::from_secs(2))
-            .expect("an event within 2 s");
-        let Event::StoppedWithError(e) = event else {
-            panic!("expected StoppedWithError, got {event:?}");
-        };
+        let exit = vm
+            .wait_timeout(Duration::from_secs(2))
+            .unwrap()
+            .expect("the end within 2 s");
         assert!(killed.elapsed() < Duration::from_secs(2));
-        assert_eq!(e.code(), ErrorCode::Runtime);
-        assert!(e.to_string().contains("killed by signal 9"), "{e}");
-        assert!(matches!(vm.exit(), Some(Exit::Error(_))));
+        let Exit::Killed(signal) = exit else {
+            panic!("expected Killed, got {exit:?}");
+        };
+        assert_eq!(signal.number(), libc::SIGKILL);
+        assert_eq!(signal.name(), Some("SIGKILL"));
+        // Each state once, in order; the end last.
+        assert_eq!(
+            common::events_until_end(&events),
+            [
+                "State(Starting)",
+                "State(Running)",
+                "State(Error)",
+                "Ended(Killed(SIGKILL))"
+            ]
+        );
         assert_eq!(vm.state(), State::Error, "stopped, in error");
         assert!(common::children().is_empty());
         common::release(vm);
@@ -76,21 +85,18 @@ fn a_guest_kernel_panic_ends_the_vm_with_an_error() {
     common::with_booted_guest(|vm, events, console| {
         console.send_line("panic");
         let exit = common::wait(vm, BOOT_TIMEOUT);
-        let Exit::Error(e) = exit else {
-            panic!("expected an error, got {exit:?}");
-        };
-        assert_eq!(e.code(), ErrorCode::Runtime);
-        assert!(e.to_string().contains("panicked"), "{e}");
+        assert!(matches!(exit, Exit::Panicked), "{exit:?}");
+        assert_eq!(vm.state(), State::Error);
         // The handler is told the same, once.
-        assert!(matches!(common::recv(events, "Started"), Event::Started));
-        match common::recv(events, "StoppedWithError") {
-            Event::StoppedWithError(e) => {
-                assert_eq!(e.code(), ErrorCode::Runtime);
-                assert!(e.to_string().contains("panicked"), "{e}");
-            }
-            other => panic!("expected StoppedWithError, got {other:?}"),
-        }
-        assert!(events.try_recv().is_err(), "exactly one end event");
+        assert_eq!(
+            common::events_until_end(events),
+            [
+                "State(Starting)",
+                "State(Running)",
+                "State(Error)",
+                "Ended(Panicked)"
+            ]
+        );
     });
 }
 
@@ -105,13 +111,12 @@ fn closing_the_serial_input_leaves_the_guest_running() {
         vm.request_stop().unwrap();
         assert!(matches!(
             vm.wait_timeout(Duration::from_secs(10)),
-            Some(Exit::GuestStopped)
+            Ok(Some(Exit::PoweredOff))
         ));
-        assert!(matches!(common::recv(events, "Started"), Event::Started));
-        assert!(matches!(
-            common::recv(events, "GuestStopped"),
-            Event::GuestStopped
-        ));
+        assert_eq!(
+            common::events_until_end(events).last().unwrap(),
+            "Ended(PoweredOff)"
+        );
     });
 }
 
@@ -143,12 +148,11 @@ fn sigpipe_host() {
         // written every byte into the broken pipe.
         console.send_line("poweroff");
         let exit = common::wait(&vm, BOOT_TIMEOUT);
-        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
-        assert!(matches!(common::recv(&events, "Started"), Event::Started));
-        assert!(matches!(
-            common::recv(&events, "GuestStopped"),
-            Event::GuestStopped
-        ));
+        assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
+        assert_eq!(
+            common::events_until_end(&events).last().unwrap(),
+            "Ended(PoweredOff)"
+        );
         common::release(vm);
         console.close();
     }
@@ -169,7 +173,7 @@ fn sigpipe_host() {
         println!("{requests} stop requests after QEMU was killed");
         assert!(matches!(
             common::wait(&vm, Duration::from_secs(10)),
-            Exit::Error(_)
+            Exit::Killed(_)
         ));
         common::release(vm);
         console.close();
@@ -215,7 +219,7 @@ fn a_guest_that_ignores_the_stop_request_is_forced_by_stop() {
 
         vm.request_stop().expect("the request returns");
         console.expect("vmz-guest: power button ignored", BOOT_TIMEOUT);
-        assert!(vm.wait_timeout(Duration::from_secs(2)).is_none());
+        assert!(vm.wait_timeout(Duration::from_secs(2)).unwrap().is_none());
         assert_eq!(vm.state(), State::Running, "the guest keeps running");
 
         let t = Instant::now();
@@ -230,11 +234,11 @@ fn a_guest_that_ignores_the_stop_request_is_forced_by_stop() {
 fn stop_returns_the_guests_own_stop_when_it_complies() {
     common::with_booted_guest(|vm, _events, _console| {
         let exit = common::stop(vm, Duration::from_secs(10)).unwrap();
-        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
+        assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
         // Stopping a stopped VM reports the same end.
         assert!(matches!(
             common::stop(vm, Duration::from_secs(1)).unwrap(),
-            Exit::GuestStopped
+            Exit::PoweredOff
         ));
     });
 }
@@ -274,12 +278,17 @@ fn dropping_a_machine_at_any_point_is_safe() {
             "{e}"
         );
         assert!(
-            !seen.iter().any(|e| matches!(e, Event::Started)),
+            !seen
+                .iter()
+                .any(|e| matches!(e, Event::State(State::Running))),
             "{seen:?}"
         );
+        // The start that never ran still ends its life, once.
+        assert!(matches!(seen.last(), Some(Event::Ended(_))), "{seen:?}");
         console.close();
     }
-    // While the guest boots, and while it stops: Started, then nothing.
+    // While the guest boots, and while it stops: its states, then one end
+    // (forced, or the guest's if it complied first), then nothing.
     for stopping in [false, true] {
         let (console, input, output) = Console::new();
         let (vm, log) = common::machine_with_event_log(&guest_config(input, output));
@@ -290,9 +299,15 @@ fn dropping_a_machine_at_any_point_is_safe() {
         }
         let seen = common::release_checked(vm, log);
         assert!(common::children().is_empty());
+        let names: Vec<String> = seen.iter().map(common::event_name).collect();
+        assert_eq!(
+            names[..2],
+            ["State(Starting)", "State(Running)"],
+            "stopping {stopping}"
+        );
         assert!(
-            matches!(seen[0], Event::Started),
-            "stopping {stopping}: {seen:?}"
+            matches!(seen.last(), Some(Event::Ended(_))),
+            "stopping {stopping}: {names:?}"
         );
         console.close();
     }
@@ -322,8 +337,8 @@ fn blocked_signals(pid: i32) -> u64 {
 /// terminal's Ctrl-C to the host's group does not reach it), with no
 /// signal blocked that it needs (the spawner thread blocks them all for
 /// itself), so a SIGTERM ends it; and an end QEMU reports as caused by the
-/// host (SHUTDOWN reason `host-signal`, guest false) is an error, never the
-/// guest's own stop.
+/// host (SHUTDOWN reason `host-signal`, guest false) is `Killed` with the
+/// signal, never the guest's own stop.
 #[test]
 fn qemu_runs_in_its_own_group_with_signals_open_and_a_host_signal_is_not_a_guest_stop() {
     common::with_booted_guest(|vm, events, _console| {
@@ -348,16 +363,23 @@ fn qemu_runs_in_its_own_group_with_signals_open_and_a_host_signal_is_not_a_guest
         // SAFETY: kill(2) on our own child's pid.
         assert_eq!(unsafe { libc::kill(qemu, libc::SIGTERM) }, 0);
         let exit = common::wait(vm, Duration::from_secs(20));
-        let Exit::Error(e) = &exit else {
-            panic!("QEMU ended by a host signal must be an error, got {exit:?}");
+        let Exit::Killed(signal) = exit else {
+            panic!("QEMU ended by a host signal must be Killed, got {exit:?}");
         };
-        assert_eq!(e.code(), ErrorCode::Runtime, "{e}");
-        // QEMU's own name for the reason (its stderr alone would say
-        // "terminating on signal 15" without the reason).
-        assert!(e.to_string().contains("host-signal"), "says why: {e}");
-        assert!(matches!(common::recv(events, "Started"), Event::Started));
-        let end = common::recv(events, "StoppedWithError");
-        assert!(matches!(end, Event::StoppedWithError(_)), "{end:?}");
+        // QEMU's reason (host-signal) and its stderr's "terminating on
+        // signal 15" together name the signal.
+        assert_eq!(signal.number(), libc::SIGTERM);
+        assert_eq!(signal.name(), Some("SIGTERM"));
+        assert_eq!(vm.state(), State::Error);
+        assert_eq!(
+            common::events_until_end(events),
+            [
+                "State(Starting)",
+                "State(Running)",
+                "State(Error)",
+                "Ended(Killed(SIGTERM))"
+            ]
+        );
     });
 }
 
@@ -380,7 +402,7 @@ fn a_poweroff_is_the_guests_stop_when_the_queue_was_held_until_qemu_exited() {
         let (entered_tx, entered) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
         let vm = Machine::with_event_handler(&guest_config(input, output), move |e| {
-            if matches!(e, Event::Started) {
+            if matches!(e, Event::State(State::Running)) {
                 let _ = entered_tx.send(());
                 // Holds the VM's queue (bounded: never past 2 minutes).
                 let _ = released.recv_timeout(Duration::from_secs(120));
@@ -390,7 +412,7 @@ fn a_poweroff_is_the_guests_stop_when_the_queue_was_held_until_qemu_exited() {
         vm.start_with(|r| r.expect("start")).unwrap();
         entered
             .recv_timeout(common::START_BOUND)
-            .expect("Started reached the handler");
+            .expect("State(Running) reached the handler");
         console.expect(MARKER, BOOT_TIMEOUT);
         let qemu = the_qemu();
         console.send_line("poweroff");
@@ -405,7 +427,7 @@ fn a_poweroff_is_the_guests_stop_when_the_queue_was_held_until_qemu_exited() {
         }
         release.send(()).unwrap();
         let exit = common::wait(&vm, Duration::from_secs(20));
-        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
+        assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
         common::release(vm);
         console.close();
     }
@@ -415,7 +437,8 @@ fn a_poweroff_is_the_guests_stop_when_the_queue_was_held_until_qemu_exited() {
 /// A guest without the pvpanic driver cannot tell the host that it
 /// panicked: `panic=-1` (the test guest's command line) reboots it, and
 /// QEMU's `-no-reboot` turns that into an end, so the VM still ends by
-/// itself instead of rebooting forever.
+/// itself instead of rebooting forever: as `Rebooted`, which is all the
+/// host can see.
 #[test]
 fn a_panic_without_the_pvpanic_driver_still_ends_the_vm() {
     let _s = common::serial();
@@ -438,13 +461,19 @@ fn a_panic_without_the_pvpanic_driver_still_ends_the_vm() {
         console.expect(MARKER, BOOT_TIMEOUT);
         console.send_line("panic");
         // Without pvpanic the host cannot tell a panic from a reboot: the
-        // end is the guest's (README, faults table).
+        // end is the guest's reboot (README, faults table).
         let exit = common::wait(&vm, BOOT_TIMEOUT);
-        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
+        assert!(matches!(exit, Exit::Rebooted), "{exit:?}");
         console.expect("Kernel panic", Duration::from_secs(5));
-        assert!(matches!(common::recv(&events, "Started"), Event::Started));
-        let end = common::recv(&events, "the end event");
-        assert!(matches!(end, Event::GuestStopped), "{end:?}");
+        assert_eq!(
+            common::events_until_end(&events),
+            [
+                "State(Starting)",
+                "State(Running)",
+                "State(Stopped)",
+                "Ended(Rebooted)"
+            ]
+        );
         common::release(vm);
         console.close();
     }
@@ -520,7 +549,7 @@ fn request_stop_during_a_poweroff_never_writes_into_another_socket() {
                     Err(e) => break e,
                 }
             };
-            let exit = vm.wait_timeout(BOOT_TIMEOUT).expect("the VM ends");
+            let exit = common::wait(vm, BOOT_TIMEOUT);
             std::thread::sleep(Duration::from_millis(200));
             done.store(true, Ordering::Relaxed);
             opener.join().unwrap();
@@ -532,7 +561,7 @@ fn request_stop_during_a_poweroff_never_writes_into_another_socket() {
                 "QMP commands landed in other sockets"
             );
             assert!(
-                matches!(exit, Exit::GuestStopped),
+                matches!(exit, Exit::PoweredOff),
                 "the guest's poweroff: {exit:?}"
             );
         });

@@ -101,7 +101,7 @@ fn eight_guests_at_once_from_one_process() {
                 }
                 let now = concurrent.fetch_add(1, Ordering::SeqCst) + 1;
                 max_concurrent.fetch_max(now, Ordering::SeqCst);
-                if matches!(e, Event::Started) {
+                if matches!(e, Event::State(vmz::State::Running)) {
                     started_vms.fetch_add(1, Ordering::SeqCst);
                     let deadline = Instant::now() + Duration::from_secs(10);
                     while concurrent.load(Ordering::SeqCst) < 2
@@ -148,7 +148,7 @@ fn eight_guests_at_once_from_one_process() {
             for (vm, _) in &vms {
                 s.spawn(move || {
                     let exit = common::stop(vm, Duration::from_secs(20)).unwrap();
-                    assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
+                    assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
                 });
             }
         });
@@ -159,7 +159,16 @@ fn eight_guests_at_once_from_one_process() {
                 .filter(|(n, _)| *n == i)
                 .map(|(_, e)| e.as_str())
                 .collect();
-            assert_eq!(mine, ["Started", "GuestStopped"], "VM {i}");
+            assert_eq!(
+                mine,
+                [
+                    "State(Starting)",
+                    "State(Running)",
+                    "State(Stopped)",
+                    "Ended(PoweredOff)"
+                ],
+                "VM {i}"
+            );
         }
         let most = max_concurrent.load(Ordering::SeqCst);
         eprintln!("at most {most} handlers ran at the same time");

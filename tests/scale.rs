@@ -153,7 +153,7 @@ fn many_idle_guests_from_one_process() {
             for (vm, _) in &vms {
                 s.spawn(move || {
                     let exit = common::stop(vm, Duration::from_secs(120)).unwrap();
-                    assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
+                    assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
                 });
             }
         });

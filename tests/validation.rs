@@ -294,11 +294,60 @@ fn a_missing_qemu_is_engine_unavailable() {
     let _s = common::serial();
     let before = Resources::now();
     let c = guest_builder().build().unwrap();
-    let e = common::with_env("VMZ_QEMU", "/nonexistent/qemu-system-x86_64", || {
-        Machine::new(&c).unwrap_err()
+    let (e, validated) = common::with_env("VMZ_QEMU", "/nonexistent/qemu-system-x86_64", || {
+        (Machine::new(&c).unwrap_err(), c.validate().unwrap_err())
     });
     assert_eq!(e.code(), ErrorCode::EngineUnavailable, "{e}");
     assert!(e.to_string().contains("VMZ_QEMU"), "{e}");
+    // validate() finds it too, before any VM is made; so it does for a
+    // VMZ_QEMU that is a directory, or a file that is not executable.
+    assert_eq!(
+        validated.code(),
+        ErrorCode::EngineUnavailable,
+        "{validated}"
+    );
+    drop((e, validated));
+    for nowhere in ["/", env!("CARGO_MANIFEST_DIR")] {
+        let e = common::with_env("VMZ_QEMU", nowhere, || c.validate().unwrap_err());
+        assert_eq!(e.code(), ErrorCode::EngineUnavailable, "{e}");
+    }
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let e = common::with_env("VMZ_QEMU", readme, || c.validate().unwrap_err());
+    assert_eq!(e.code(), ErrorCode::EngineUnavailable, "{e}");
     drop(e);
     before.assert_restored();
+}
+
+/// `Accelerator::Hardware` where KVM cannot run a guest (no /dev/kvm, or a
+/// /dev/kvm that opens but is the software-only kvm_pvm, as on our CI
+/// machines) is refused by validate() with a typed error that names the
+/// way out; where KVM really works it validates.
+#[test]
+fn hardware_acceleration_where_kvm_cannot_run_guests_says_what_works() {
+    let _s = common::serial();
+    let c = guest_builder()
+        .accelerator(vmz::Accelerator::Hardware)
+        .build()
+        .unwrap();
+    let kvm_opens = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    let pvm = std::path::Path::new("/sys/module/kvm_pvm").exists();
+    let vmx = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .split_whitespace()
+        .any(|f| f == "vmx" || f == "svm");
+    if kvm_opens && !pvm && vmx {
+        c.validate().expect("KVM works here");
+        return;
+    }
+    let e = c.validate().unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Accelerator, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("auto") && text.contains("software"), "{text}");
+    if kvm_opens && pvm {
+        assert!(text.contains("kvm_pvm"), "{text}");
+    }
 }

@@ -189,9 +189,9 @@ pub(crate) fn guest_rows(
                 let t0 = Instant::now();
                 run.vm.request_stop().context("request_stop")?;
                 let (at, what) = run.ended()?;
-                let exit = run.vm.wait();
+                let exit = run.vm.wait().context("wait")?;
                 let waited = t0.elapsed();
-                if !matches!(exit, Exit::GuestStopped) || what != "guest-stopped" {
+                if !matches!(exit, Exit::PoweredOff) || what != "guest-stopped" {
                     return Err(format!("request_stop ended the VM as {what} / {exit:?}"));
                 }
                 samples.add("stop.request.vmz_ms", ms(at - t0));

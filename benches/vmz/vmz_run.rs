@@ -36,10 +36,10 @@ impl VmzRun {
         let vm = Machine::with_event_handler(&config, move |event| {
             let now = Instant::now();
             let what = match event {
-                Event::GuestStopped => "guest-stopped",
-                Event::ForceStopped => "force-stopped",
-                Event::StoppedWithError(_) => "stopped-with-error",
-                Event::StartFailed(_) => "start-failed",
+                Event::Ended(Exit::PoweredOff) => "guest-stopped",
+                Event::Ended(Exit::ForceStopped) => "force-stopped",
+                Event::Ended(Exit::StartFailed(_)) => "start-failed",
+                Event::Ended(_) => "stopped-otherwise",
                 _ => return,
             };
             let (m, c) = &*slot;

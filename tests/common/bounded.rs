@@ -97,6 +97,7 @@ pub fn wait(vm: &Machine, limit: Duration) -> Exit {
     within("Machine::wait_timeout", limit + STOP_BOUND, || {
         vm.wait_timeout(limit)
     })
+    .expect("wait_timeout outside a handler")
     .unwrap_or_else(|| {
         panic!(
             "the VM did not end within {limit:?} (state {:?})",

@@ -531,3 +531,44 @@ pub fn with_env<T>(key: &str, value: impl AsRef<std::ffi::OsStr>, f: impl FnOnce
     }
     out
 }
+
+/// An event as a short name: `State(Running)`, `Ended(PoweredOff)`,
+/// `Ended(StartFailed)` (errors left out), for comparing sequences.
+pub fn event_name(event: &vmz::Event) -> String {
+    match event {
+        vmz::Event::Ended(vmz::Exit::StartFailed(_)) => "Ended(StartFailed)".into(),
+        vmz::Event::Ended(vmz::Exit::EngineError(_)) => "Ended(EngineError)".into(),
+        vmz::Event::Ended(vmz::Exit::Killed(s)) => {
+            format!("Ended(Killed({}))", s.name().unwrap_or("?"))
+        }
+        vmz::Event::NetworkDisconnected { device, .. } => format!("NetworkDisconnected({device})"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The names of the next `n` events (see [`event_name`]).
+pub fn event_names(
+    rx: &std::sync::mpsc::Receiver<vmz::Event>,
+    n: usize,
+    awaiting: &str,
+) -> Vec<String> {
+    (0..n).map(|_| event_name(&recv(rx, awaiting))).collect()
+}
+
+/// Every event up to and including `Ended`, by name, then checks that
+/// nothing follows within 200 ms.
+pub fn events_until_end(rx: &std::sync::mpsc::Receiver<vmz::Event>) -> Vec<String> {
+    let mut names = Vec::new();
+    loop {
+        let e = recv(rx, &format!("the end event, after {names:?}"));
+        let ended = matches!(e, vmz::Event::Ended(_));
+        names.push(event_name(&e));
+        if ended {
+            break;
+        }
+    }
+    if let Ok(e) = rx.recv_timeout(Duration::from_millis(200)) {
+        panic!("an event after the end: {e:?} (before: {names:?})");
+    }
+    names
+}

@@ -291,6 +291,12 @@ open class VZDiskBlockDeviceStorageDeviceAttachment: VZStorageDeviceAttachment {
 
 // MARK: - Virtual machine
 
+@available(macOS 12.0, *)
+open class VZNetworkDevice: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+    open var attachment: VZNetworkDeviceAttachment? { get { fatalError() } set { fatalError() } }
+}
+
 @available(macOS 11.0, *)
 open class VZVirtualMachine: NSObject {
     public init(configuration: VZVirtualMachineConfiguration, queue: DispatchQueue) { fatalError() }
@@ -299,18 +305,28 @@ open class VZVirtualMachine: NSObject {
     weak open var delegate: (any VZVirtualMachineDelegate)?
     @available(macOS 12.0, *)
     open var canStop: Bool { fatalError() }
+    open var canPause: Bool { fatalError() }
+    open var canResume: Bool { fatalError() }
+    @available(macOS 12.0, *)
+    open var networkDevices: [VZNetworkDevice] { fatalError() }
 
     open func start(completionHandler: @escaping (Result<Void, any Error>) -> Void) { fatalError() }
     @available(macOS 12.0, *)
     open func stop(completionHandler: @escaping ((any Error)?) -> Void) { fatalError() }
     open func requestStop() throws { fatalError() }
     open var socketDevices: [VZSocketDevice] { fatalError() }
+    open func pause(completionHandler: @escaping (Result<Void, any Error>) -> Void) { fatalError() }
+    open func resume(completionHandler: @escaping (Result<Void, any Error>) -> Void) { fatalError() }
 }
 
 @available(macOS 11.0, *)
 public protocol VZVirtualMachineDelegate: NSObjectProtocol {
     func guestDidStop(_ virtualMachine: VZVirtualMachine)
     func virtualMachine(_ virtualMachine: VZVirtualMachine, didStopWithError error: any Error)
+    @available(macOS 12.0, *)
+    func virtualMachine(
+        _ virtualMachine: VZVirtualMachine, networkDevice: VZNetworkDevice,
+        attachmentWasDisconnectedWithError error: any Error)
 }
 
 #if !VMZ_STUB_NO_DEFAULTS
@@ -319,5 +335,9 @@ public protocol VZVirtualMachineDelegate: NSObjectProtocol {
 extension VZVirtualMachineDelegate {
     public func guestDidStop(_ virtualMachine: VZVirtualMachine) {}
     public func virtualMachine(_ virtualMachine: VZVirtualMachine, didStopWithError error: any Error) {}
+    @available(macOS 12.0, *)
+    public func virtualMachine(
+        _ virtualMachine: VZVirtualMachine, networkDevice: VZNetworkDevice,
+        attachmentWasDisconnectedWithError error: any Error) {}
 }
 #endif
