@@ -9,12 +9,12 @@
  *     send TEXT and a newline, shut down writing, print what comes back
  *     as "vmz-guest: vsock reply [...]", or why it failed */
 #include <errno.h>
-#include <linux/vm_sockets.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/socket.h> /* before linux/vm_sockets.h, which needs struct sockaddr */
+#include <linux/vm_sockets.h>
 #include <unistd.h>
 
 static int write_all(int fd, const char *p, size_t n) {

@@ -152,10 +152,15 @@ ird="$work/initrd"
 mkdir -p "$ird/bin" "$ird/lib/modules" "$ird/proc" "$ird/sys" "$ird/dev" "$ird/tmp"
 cp "$busybox" "$ird/bin/busybox"
 ln -s busybox "$ird/bin/sh"
-# The vsock tool (busybox has no AF_VSOCK), static; x86_64 guests only (no
-# arm64 cross compiler is installed: arm64 guests have no vsock tool).
+# The vsock tool (busybox has no AF_VSOCK), static; for arm64 guests with
+# Debian's cross compiler (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross),
+# without which the arm64 guest has no vsock tool.
 if [ $arch = x86_64 ]; then
     cc -static -Os -o "$ird/bin/vsock" "$root/scripts/guest-vsock.c"
+elif command -v aarch64-linux-gnu-gcc >/dev/null; then
+    aarch64-linux-gnu-gcc -static -Os -o "$ird/bin/vsock" "$root/scripts/guest-vsock.c"
+else
+    echo "make-guest: no aarch64-linux-gnu-gcc: the arm64 guest gets no vsock tool (scripts/setup-debian.sh installs it)" >&2
 fi
 cp "$root/scripts/guest-init.sh" "$ird/init"
 chmod 755 "$ird/init"

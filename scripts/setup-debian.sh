@@ -9,6 +9,8 @@
 #   qemu-system-arm  qemu-system-aarch64 for arm64 guests (bookworm's 7.2 too;
 #                 the arm64 kernel and busybox are downloaded, not installed,
 #                 by scripts/make-guest.sh --arch arm64)
+#   gcc-aarch64-linux-gnu, libc6-dev-arm64-cross  the arm64 test guest's
+#                 static vsock tool (scripts/guest-vsock.c)
 #   busybox       `busybox-static`, for the test guest's initramfs
 #   cpio, lz4, zstd  to pack the initramfs and unpack the kernel
 #   qemu-img      (`qemu-utils`, bookworm's 7.2 like QEMU) the disk tests make
@@ -45,6 +47,7 @@ need=()
 command -v swiftc >/dev/null 2>&1 || need+=(swift)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu)
 command -v qemu-system-aarch64 >/dev/null 2>&1 || need+=(qemu-arm)
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(cross-arm64)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox)
 # bindgen loads libclang.so (not libclang-cpp, which the toolchain may bring).
 compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || need+=(clang)
@@ -93,6 +96,7 @@ for n in "${need[@]}"; do
     case "$n" in
         qemu) pkgs+=(qemu-system-x86) ;;
         qemu-arm) pkgs+=(qemu-system-arm) ;;
+        cross-arm64) pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross) ;;
         busybox) pkgs+=(busybox-static) ;;
         clang) pkgs+=(libclang-dev) ;;
         cpio) pkgs+=(cpio) ;;

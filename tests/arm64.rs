@@ -5,8 +5,8 @@
 //! cover the marker, the console both ways (hvc0 and the PL011), the
 //! guest's poweroff, the graceful stop (the GPIO power key), the force
 //! stop, a kernel panic, the gzip-compressed Image and an EFI zboot image
-//! through the kernel cache, the entropy device, a named port and a
-//! virtio-blk disk, and what vmz asks of QEMU.
+//! through the kernel cache, the entropy device, a named port, vsock both
+//! ways and a virtio-blk disk, and what vmz asks of QEMU.
 
 // These tests boot test guests under QEMU (scripts/make-guest.sh): Linux
 // only. On macOS `cargo test` runs the unit and doc tests.
@@ -67,7 +67,9 @@ fn gzip_image_boots_through_the_cache_and_stops_on_the_power_key() {
     let before = Resources::now();
     {
         let (host_end, vm_end) = UnixStream::pair().unwrap();
-        let builder = arm64_builder(&g.bzimage).serial_port("vmz.arm64", vm_end);
+        let builder = arm64_builder(&g.bzimage)
+            .serial_port("vmz.arm64", vm_end)
+            .vsock(true);
         let (vm, events, mut console) = qemu.with(|| boot(builder));
         assert_eq!(
             common::event_names(&events, 2, "the start"),
@@ -115,6 +117,33 @@ fn gzip_image_boots_through_the_cache_and_stops_on_the_power_key() {
         })
         .unwrap();
         assert_eq!(line.trim_end(), "port vmz.arm64: ping");
+
+        // vsock both ways (scripts/guest-vsock.c, cross-compiled).
+        console.send_line("vsock-listen 5000 echo");
+        console.expect("vmz-guest: vsock listening on 5000", BOOT_TIMEOUT);
+        let mut s = vm.vsock_connect(5000).expect("connect to the guest");
+        s.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
+        s.write_all(b"over vsock\n").unwrap();
+        let mut back = [0u8; 11];
+        std::io::Read::read_exact(&mut s, &mut back).expect("the echo");
+        assert_eq!(&back, b"over vsock\n");
+        drop(s);
+        let listener = vm.vsock_listen(6000).unwrap();
+        console.send_line("vsock-connect 6000 hi-from-arm64");
+        let mut conn = listener
+            .accept_timeout(BOOT_TIMEOUT)
+            .unwrap()
+            .expect("the guest connects");
+        conn.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
+        let mut line = String::new();
+        BufReader::new(conn.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "hi-from-arm64\n");
+        conn.write_all(b"hello arm64").unwrap();
+        drop(conn);
+        console.expect("vmz-guest: vsock reply [hello arm64]", BOOT_TIMEOUT);
+        drop(listener);
 
         vm.request_stop().expect("request stop");
         let exit = wait(&vm, Duration::from_secs(10));
