@@ -89,7 +89,7 @@ impl State {
 /// The blocking methods ([`start`](Machine::start), [`wait`](Machine::wait),
 /// [`stop`](Machine::stop), [`force_stop`](Machine::force_stop),
 /// [`pause`](Machine::pause), ...) would wait for the queue they run on:
-/// they return [`Error::CalledFromHandler`] instead.
+/// they return [`Error::CalledFromHandler`](crate::Error::CalledFromHandler) instead.
 ///
 /// No thread of yours needs to run a loop: the bridge runs each VM on its
 /// own queue; the async API needs no runtime and no thread per VM.
@@ -347,7 +347,7 @@ impl Machine {
     /// Blocks until the VM has ended and says how. Returns at once if it
     /// already has. Do not call it before [`start`](Machine::start): a VM
     /// that never starts never ends. Fails only when called from inside
-    /// the VM's own event handler ([`Error::CalledFromHandler`]).
+    /// the VM's own event handler ([`Error::CalledFromHandler`](crate::Error::CalledFromHandler)).
     pub fn wait(&self) -> Result<Exit> {
         events::check_may_block("Machine::wait")?;
         Machine::block(self.ended())
