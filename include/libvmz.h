@@ -110,6 +110,11 @@ typedef enum VMZErrorCode {
     VMZ_ERROR_CONNECTION_REFUSED = 19,
     /** ABI 3: the host already listens on this vsock port of the VM. */
     VMZ_ERROR_PORT_IN_USE = 20,
+    /** ABI 3: a shared directory (VMZConfig.shares) is missing, not a
+     *  directory or unreadable, its tag is invalid, too long or used twice,
+     *  or there are more than VMZ_MAX_SHARES. The message names the share.
+     *  (A missing virtiofsd on Linux is VMZ_ERROR_ENGINE_UNAVAILABLE.) */
+    VMZ_ERROR_SHARE = 21,
 } VMZErrorCode;
 
 /** How the guest's CPUs are run. */
@@ -310,6 +315,34 @@ typedef struct VMZDisk {
 /** VMZConfig.vsock_cid: a vsock device whose context id the engine picks. */
 #define VMZ_VSOCK_CID_AUTO 0xffffffffu
 
+/** The most shared directories one VM may have (VMZConfig.share_count). */
+#define VMZ_MAX_SHARES 8
+/** The longest VMZShare.tag, in bytes: Virtualization.framework takes
+ *  fewer than 36 (virtio-fs's own field holds 36), and one rule serves
+ *  both engines. */
+#define VMZ_SHARE_TAG_MAX 35
+
+/**
+ * A host directory shared with the guest over virtio-fs (ABI 3); the guest
+ * mounts it with `mount -t virtiofs TAG /mnt`. Linux: one virtiofsd per
+ * share, started and stopped with the VM (found as VMZ_VIRTIOFSD, else
+ * `virtiofsd` on PATH, else /usr/libexec/virtiofsd; the Rust virtiofsd,
+ * `cargo install virtiofsd`). macOS: VZVirtioFileSystemDeviceConfiguration
+ * with a VZSingleDirectoryShare.
+ */
+typedef struct VMZShare {
+    /** sizeof(VMZShare) as the caller knows it. Required; every element of
+     *  the array has the same one, and the bridge steps by it. */
+    uint32_t struct_size;
+    /** The host directory. Required. Borrowed for the call. */
+    const char *path;
+    /** The tag the guest mounts: 1 to VMZ_SHARE_TAG_MAX bytes of A-Z a-z
+     *  0-9 . _ -, unique in the VM. Required. Borrowed for the call. */
+    const char *tag;
+    /** The guest cannot change anything in the directory. */
+    bool read_only;
+} VMZShare;
+
 /** Serial descriptor value: "use the default" (no input; output to the
  *  process's standard output). */
 #define VMZ_FD_DEFAULT (-1)
@@ -378,6 +411,11 @@ typedef struct VMZConfig {
      *  user-space vhost-device-vsock daemon (its own process per VM,
      *  which never outlives the calling process). */
     uint32_t vsock_cid;
+
+    /** ABI 3: directories shared with the guest, `share_count` VMZShare
+     *  structs (NULL when 0). Borrowed for the call. */
+    const VMZShare *shares;
+    uint32_t share_count;
 } VMZConfig;
 
 /** sizeof(VMZConfig) in ABI 1, the smallest struct_size accepted. */

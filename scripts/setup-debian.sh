@@ -21,6 +21,12 @@
 #   vhost-device-vsock  the user-space vsock backend (no /dev/vhost-vsock
 #                 here), by `cargo install` (crates.io), pinned to the version
 #                 tested; into cargo's bin directory
+#   virtiofsd     the Rust virtiofsd, for shared directories: `cargo install
+#                 virtiofsd` (builds in about a minute; needs libseccomp-dev
+#                 and libcap-ng-dev). Not QEMU 7.2's C /usr/lib/qemu/virtiofsd,
+#                 already here: it lacks --fd (vmz hands the daemon its
+#                 socket) and --readonly, and QEMU 8 dropped it. Not trixie's
+#                 virtiofsd package: it upgrades QEMU to 10 and ~70 packages.
 set -euo pipefail
 
 # vhost-device-vsock needs only cargo, not apt: installed first, so that an
@@ -64,6 +70,8 @@ if command -v cargo >/dev/null 2>&1 && ! cargo fuzz --version >/dev/null 2>&1; t
 fi
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -f /usr/lib/aarch64-linux-gnu/libc.a ] || need+=(libc)
+rust_virtiofsd() { "${1:-virtiofsd}" --version 2>/dev/null | grep -q '^virtiofsd [0-9]'; }
+rust_virtiofsd || rust_virtiofsd /usr/libexec/virtiofsd || need+=(virtiofsd)
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "setup-debian.sh: everything is installed"
@@ -106,6 +114,7 @@ for n in "${need[@]}"; do
         valgrind) pkgs+=(valgrind) ;;
         gcc) pkgs+=(gcc) ;;
         libc) pkgs+=(libc6-dev) ;;
+        virtiofsd) pkgs+=(libseccomp-dev libcap-ng-dev pkg-config) ;;
     esac
 done
 if [ ${#pkgs[@]} -gt 0 ]; then
@@ -113,6 +122,14 @@ if [ ${#pkgs[@]} -gt 0 ]; then
 fi
 if [[ " ${need[*]} " == *" swift "* ]]; then
     apt-get install -y -t trixie swiftlang
+fi
+if [[ " ${need[*]} " == *" virtiofsd "* ]]; then
+    command -v cargo >/dev/null 2>&1 || {
+        echo "setup-debian.sh: cargo is needed to install virtiofsd (install Rust with rustup first)" >&2
+        exit 1
+    }
+    cargo install --locked virtiofsd
+    virtiofsd --version
 fi
 
 swiftc --version

@@ -10,6 +10,7 @@ use crate::architecture::GuestArchitecture;
 use crate::console::{ConsoleDevice, RawPorts, SerialPort};
 use crate::disk::{Disk, RawDisks};
 use crate::error::{bridge_call, Error, Result};
+use crate::share::{RawShares, Share};
 use crate::sys;
 
 const MIB: u64 = 1 << 20;
@@ -76,13 +77,14 @@ pub struct Config {
     start_timeout: Option<Duration>,
     disks: Vec<Disk>,
     vsock_cid: u32,
+    shares: Vec<Share>,
 }
 
 /// Builds a [`Config`]. Defaults: no initrd, empty command line, 1 CPU,
 /// 512 MiB, NAT on, [`Accelerator::Auto`], no serial input, serial output
 /// to the process's standard output, no fast boot options, the console on
 /// [`ConsoleDevice::Virtio`] (`hvc0`), an entropy device, no serial ports,
-/// a guest of the host's architecture, no disks.
+/// a guest of the host's architecture, no disks, no shared directories.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ConfigBuilder {
@@ -115,6 +117,7 @@ impl Config {
                 start_timeout: None,
                 disks: Vec::new(),
                 vsock_cid: 0,
+                shares: Vec::new(),
             },
         }
     }
@@ -215,6 +218,11 @@ impl Config {
         self.vsock_cid != 0
     }
 
+    /// The shared directories.
+    pub fn shares(&self) -> &[Share] {
+        &self.shares
+    }
+
     /// Calls `f` with the C view of this configuration, whose strings live
     /// for the duration of the call.
     pub(crate) fn with_raw<R>(&self, f: impl FnOnce(&sys::VMZConfig) -> R) -> Result<R> {
@@ -228,6 +236,8 @@ impl Config {
         let ports = RawPorts::new(&self.serial_ports)?;
         let disks = RawDisks::new(&self.disks)?;
         let (disks_ptr, disk_count) = disks.as_raw();
+        let shares = RawShares::new(&self.shares)?;
+        let (shares_ptr, share_count) = shares.as_raw();
         let raw = sys::VMZConfig {
             struct_size: std::mem::size_of::<sys::VMZConfig>() as u32,
             kernel_path: kernel.as_ptr(),
@@ -269,8 +279,19 @@ impl Config {
             disks: disks_ptr,
             disk_count,
             vsock_cid: self.vsock_cid,
+            shares: shares_ptr,
+            share_count,
         };
         Ok(f(&raw))
+    }
+}
+
+/// (pointer, count) of an array for the C ABI: NULL when empty.
+pub(crate) fn c_array<T>(items: &[T]) -> (*const T, u32) {
+    if items.is_empty() {
+        (std::ptr::null(), 0)
+    } else {
+        (items.as_ptr(), items.len() as u32)
     }
 }
 
@@ -367,6 +388,13 @@ impl ConfigBuilder {
     /// (`/dev/vda`, `/dev/vdb`, ...), at most [`MAX_DISKS`](crate::MAX_DISKS).
     pub fn disk(mut self, disk: Disk) -> Self {
         self.config.disks.push(disk);
+        self
+    }
+
+    /// Shares a host directory with the guest (virtio-fs), at most
+    /// [`MAX_SHARES`](crate::MAX_SHARES).
+    pub fn share(mut self, share: Share) -> Self {
+        self.config.shares.push(share);
         self
     }
 
@@ -525,6 +553,7 @@ mod tests {
         assert_eq!(c.serial_port_names().count(), 0);
         assert_eq!(c.guest_architecture(), GuestArchitecture::Host);
         assert!(c.disks().is_empty());
+        assert!(c.shares().is_empty());
     }
 
     #[test]

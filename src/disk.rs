@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-use crate::config::{cstring, path_cstring};
+use crate::config::{c_array, cstring, path_cstring};
 use crate::error::Result;
 use crate::sys;
 
@@ -194,11 +194,7 @@ impl RawDisks {
 
     /// (pointer, count) for `VMZConfig.disks`; NULL when empty.
     pub(crate) fn as_raw(&self) -> (*const sys::VMZDisk, u32) {
-        if self.raw.is_empty() {
-            (std::ptr::null(), 0)
-        } else {
-            (self.raw.as_ptr(), self.raw.len() as u32)
-        }
+        c_array(&self.raw)
     }
 }
 

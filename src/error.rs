@@ -64,6 +64,11 @@ pub enum ErrorCode {
     ConnectionRefused,
     /// The host already listens on this vsock port of the VM.
     PortInUse,
+    /// A shared directory is missing, not a directory or unreadable, its
+    /// tag is invalid, too long or used twice, or there are more than
+    /// [`MAX_SHARES`](crate::MAX_SHARES). (A missing `virtiofsd` on Linux
+    /// is [`EngineUnavailable`](ErrorCode::EngineUnavailable).)
+    Share,
     /// A code this version of the crate does not know.
     Unknown(i32),
 }
@@ -95,6 +100,7 @@ impl ErrorCode {
             sys::VMZ_ERROR_DISK_IN_USE => ErrorCode::DiskInUse,
             sys::VMZ_ERROR_CONNECTION_REFUSED => ErrorCode::ConnectionRefused,
             sys::VMZ_ERROR_PORT_IN_USE => ErrorCode::PortInUse,
+            sys::VMZ_ERROR_SHARE => ErrorCode::Share,
             _ => ErrorCode::Unknown(code),
         }
     }

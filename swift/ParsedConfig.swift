@@ -53,6 +53,8 @@ struct ParsedConfig {
     var disks: [Disk] = []
     /// The guest's vsock context id: 0 none, VMZ_VSOCK_CID_AUTO any.
     var vsockCID: UInt32
+    /// The shared directories. ShareConfig.swift.
+    var shares: [Share] = []
 
     /// The kernel options VMZ_BOOT_FAST_OPTIONS appends.
     static let fastOptions = "cryptomgr.notests no_timer_check"
@@ -147,6 +149,7 @@ struct ParsedConfig {
         try ParsedConfig.checkFD(inputFD, reading: true)
         try ParsedConfig.checkFD(outputFD, reading: false)
         disks = try Disk.parse(c)
+        shares = try Share.parse(c)
     }
 
     private static func string(

@@ -59,6 +59,12 @@ final class QEMUEngine: VMEngine {
     private var resumeCompletion: ((BridgeError?) -> Void)?
     private var forced = false
     private var exited = false
+    /// virtiofsd's path when the VM has shares.
+    private let virtiofsd: String?
+    /// One virtiofsd per share while QEMU runs (QEMUShares.swift).
+    private var daemons: [Virtiofsd] = []
+    /// Why a virtiofsd ended the VM, if one did.
+    private var daemonFailure: String?
 
     private static let stderrLimit = 16 * 1024
     /// Bound of one QMP exchange once the VM runs (request_stop): QEMU's
@@ -93,6 +99,7 @@ final class QEMUEngine: VMEngine {
         _ = try resolveAccelerator(config.accelerator, for: config.guestArchitecture)
         try QEMUVsock.validate(config)
         _ = try findBinary(for: config.guestArchitecture)
+        if !config.shares.isEmpty { _ = try Virtiofsd.find() }
     }
 
     /// The accelerator to use: the caller's explicit choice, else VMZ_ACCEL,
@@ -220,6 +227,7 @@ final class QEMUEngine: VMEngine {
         self.delegate = delegate
         let guest = config.guestArchitecture
         binary = try QEMUEngine.findBinary(for: guest)
+        virtiofsd = config.shares.isEmpty ? nil : try Virtiofsd.find()
         machine = QEMUMachineType(
             architecture: guest,
             accelerator: try QEMUEngine.resolveAccelerator(config.accelerator, for: guest),
@@ -268,8 +276,9 @@ final class QEMUEngine: VMEngine {
     }
 
     /// QEMU's arguments; `pass` hands a descriptor to the child and returns
-    /// its number there (for `fd=` options). `disks`: the disks' open images.
-    private func arguments(disks: [Int32], pass: (Int32) -> Int32) -> [String] {
+    /// its number there (for `fd=` options). `disks`: the disks' open
+    /// images; `shares`: QEMU's ends of the virtiofsd sockets.
+    private func arguments(disks: [Int32], shares: [Int32], pass: (Int32) -> Int32) -> [String] {
         var args = [binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
         args += machine.arguments
         args += ["-smp", "\(config.cpuCount)", "-m", "\(config.memorySize / mib)M"]
@@ -285,6 +294,7 @@ final class QEMUEngine: VMEngine {
             args += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile="]
         }
         args += QEMUDisks.arguments(config.disks, childFDs: disks.map(pass))
+        args += QEMUShares.arguments(config.shares, childFDs: shares.map(pass))
         return args
     }
 
@@ -353,9 +363,23 @@ final class QEMUEngine: VMEngine {
         // leave QEMU running.
         let client = try QMPClient(path: socketPath, queue: queue)
 
+        // The shares' daemons, last: from here to the spawn nothing else
+        // can fail.
+        var shareFDs: [Int32] = []
+        if let virtiofsd {
+            let started = try QEMUShares.start(
+                config.shares, binary: virtiofsd, directory: dir, stderr: errPipe[1], queue: queue
+            ) { [weak self] daemon in self?.daemonExited(daemon) }
+            daemons = started.daemons
+            shareFDs = started.clientFDs
+            opened += shareFDs
+        }
+        var daemonsOwnedHere = true
+        defer { if daemonsOwnedHere { stopDaemons() } }
+
         var passed: [Int32] = []
         try vsock?.start()
-        let args = arguments(disks: disks) { fd in
+        let args = arguments(disks: disks, shares: shareFDs) { fd in
             passed.append(fd)
             return Int32(ChildFD.count + passed.count - 1)
         }
@@ -376,6 +400,7 @@ final class QEMUEngine: VMEngine {
         // From here on nothing throws: QEMU is ended (killed if need be)
         // and reaped through processExited on every path.
         pid = childPid
+        daemonsOwnedHere = false
         log(.info, "QEMU started, pid \(pid), \(machine.architecture) guest, accelerator \(machine.accelerator == .hardware ? "kvm" : "tcg")")
 
         stderrReadOwned = false
@@ -567,12 +592,40 @@ final class QEMUEngine: VMEngine {
         }
     }
 
+    /// A virtiofsd failed while QEMU runs: the guest's file system would
+    /// hang, so the VM ends with an error naming the share.
+    private func daemonExited(_ daemon: Virtiofsd) {
+        guard !exited, daemonFailure == nil else { return }
+        // virtiofsd exits with status 0 when QEMU closes its connection:
+        // QEMU is on its way out (a guest poweroff), and its own exit says
+        // how the VM ended.
+        if daemon.status?.exitedCleanly == true {
+            log(.debug, "virtiofsd for \(daemon.share.name) exited: QEMU disconnected")
+            return
+        }
+        let why = "virtiofsd for \(daemon.share.name) \(daemon.status?.description ?? "ended")\(stderrNote)"
+        daemonFailure = why
+        if startCompletion != nil {
+            abortStart(BridgeError(VMZ_ERROR_START_FAILED, why))
+        } else {
+            log(.error, "\(why): stopping the VM")
+            kill(pid, SIGKILL)
+        }
+    }
+
+    /// Kills and reaps every virtiofsd of this VM.
+    private func stopDaemons() {
+        for daemon in daemons { daemon.stop() }
+        daemons = []
+    }
+
     private func processExited() {
         guard !exited else { return }
         let status = ChildExit.reap(pid)
         exited = true
         processSource?.cancel()
         processSource = nil
+        stopDaemons()
         startTimer?.cancel()
         startTimer = nil
         // Events QEMU sent before it died are still in the socket: read them
@@ -590,7 +643,9 @@ final class QEMUEngine: VMEngine {
         vsock?.shutdown()
 
         log(.debug, "QEMU pid \(pid) \(status.description)")
-        let how = outcome.classify(status, forced: forced, stderr: stderrText)
+        // A failed virtiofsd (daemonExited) killed QEMU: say that, not the kill.
+        let how = daemonFailure.map { failure in forced ? .forced : EngineEnd.error(BridgeError(VMZ_ERROR_RUNTIME, failure)) }
+            ?? outcome.classify(status, forced: forced, stderr: stderrText)
         if let completion = startCompletion, !forced {
             startCompletion = nil
             if let startError {

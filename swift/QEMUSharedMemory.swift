@@ -6,7 +6,7 @@
 extension QEMUEngine {
     /// Whether a device needs the guest's memory shared with its daemon.
     var needsSharedMemory: Bool {
-        vsock?.needsSharedMemory ?? false
+        (vsock?.needsSharedMemory ?? false) || !config.shares.isEmpty
     }
 
     /// QEMU's arguments for shareable guest memory, or none.

@@ -103,6 +103,7 @@ final class VZEngine: VMEngine {
             )
         }
         try VZDisks.validate(config.disks)
+        try VZShares.validate(config.shares)
         try checkEntitlement(config)
     }
 
@@ -214,6 +215,7 @@ final class VZEngine: VMEngine {
                 configuration.consoleDevices = [VZEngine.consoleDevice(ports: ports)]
             }
             configuration.storageDevices = try VZDisks.devices(config.disks, fds: diskLocks)
+            configuration.directorySharingDevices = VZShares.devices(config.shares)
 
             do {
                 try configuration.validate()

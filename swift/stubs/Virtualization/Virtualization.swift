@@ -52,6 +52,11 @@ open class VZVirtualMachineConfiguration: NSObject {
     open var consoleDevices: [VZConsoleDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     open var storageDevices: [VZStorageDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     @available(macOS 12.0, *)
+    open var directorySharingDevices: [VZDirectorySharingDeviceConfiguration] {
+        get { fatalError() }
+        set { fatalError() }
+    }
+    @available(macOS 12.0, *)
     open var platform: VZPlatformConfiguration { get { fatalError() } set { fatalError() } }
 
     open func validate() throws { fatalError() }
@@ -287,6 +292,35 @@ open class VZDiskBlockDeviceStorageDeviceAttachment: VZStorageDeviceAttachment {
     public init(fileHandle: FileHandle, readOnly: Bool, synchronizationMode: VZDiskSynchronizationMode) throws {
         fatalError()
     }
+}
+
+// MARK: - Directory sharing
+
+@available(macOS 12.0, *)
+open class VZDirectorySharingDeviceConfiguration: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 12.0, *)
+open class VZVirtioFileSystemDeviceConfiguration: VZDirectorySharingDeviceConfiguration {
+    public init(tag: String) { fatalError() }
+    open var share: VZDirectoryShare? { get { fatalError() } set { fatalError() } }
+    open class func validateTag(_ tag: String) throws { fatalError() }
+}
+
+@available(macOS 12.0, *)
+open class VZDirectoryShare: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 12.0, *)
+open class VZSingleDirectoryShare: VZDirectoryShare {
+    public init(directory: VZSharedDirectory) { fatalError() }
+}
+
+@available(macOS 12.0, *)
+open class VZSharedDirectory: NSObject {
+    public init(url: URL, readOnly: Bool) { fatalError() }
 }
 
 // MARK: - Virtual machine

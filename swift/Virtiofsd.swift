@@ -1,0 +1,184 @@
+// virtiofsd, the Linux engine's virtio-fs backend: one daemon per shared
+// directory per VM life, started before QEMU and stopped (SIGKILL, reaped)
+// when QEMU ends. Forked by the bridge's spawner thread with
+// PR_SET_PDEATHSIG (swift/csupport/vmz_spawn.c), so it never outlives the
+// process that started it, even a SIGKILLed one.
+//
+// Which virtiofsd: the Rust one (rust-vmm, `cargo install virtiofsd`, or a
+// distribution's `virtiofsd` package), because vmz hands it a listening
+// socket (--fd) and needs --readonly. QEMU's older C virtiofsd (QEMU 7.2
+// ships it as /usr/lib/qemu/virtiofsd; removed in QEMU 8) has neither and
+// is skipped.
+
+#if os(Linux)
+import Glibc
+import Dispatch
+
+final class Virtiofsd {
+    let share: Share
+    let pid: pid_t
+    private var source: DispatchSourceRead?
+    /// How it ended, once reaped.
+    private(set) var status: ChildExit?
+    var exited: Bool { status != nil }
+
+    static let installHint =
+        "install the Rust virtiofsd: `cargo install virtiofsd` (needs libseccomp-dev and libcap-ng-dev; scripts/setup-debian.sh does it) or your distribution's virtiofsd package, or set VMZ_VIRTIOFSD to its path"
+
+    // MARK: Finding it
+
+    /// VMZ_VIRTIOFSD, else the first Rust virtiofsd among `virtiofsd` on
+    /// PATH, /usr/libexec/virtiofsd and /usr/lib/qemu/virtiofsd.
+    static func find() throws -> String {
+        if let env = environment("VMZ_VIRTIOFSD") {
+            guard access(env, X_OK) == 0 else {
+                throw BridgeError(VMZ_ERROR_ENGINE_UNAVAILABLE, "VMZ_VIRTIOFSD=\(env) is not an executable file; \(installHint)")
+            }
+            guard isRust(env) else {
+                throw BridgeError(
+                    VMZ_ERROR_ENGINE_UNAVAILABLE,
+                    "VMZ_VIRTIOFSD=\(env) is not the Rust virtiofsd (`--version` does not say \"virtiofsd 1.x\"); \(installHint)")
+            }
+            return env
+        }
+        var skipped: [String] = []
+        let candidates = [findExecutable("virtiofsd"), "/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd"]
+        for case let path? in candidates where access(path, X_OK) == 0 {
+            if isRust(path) { return path }
+            skipped.append(path)
+        }
+        let note = skipped.isEmpty
+            ? ""
+            : " (\(skipped.map(quoted).joined(separator: ", ")): QEMU's older C virtiofsd, without the --fd and --readonly options vmz uses)"
+        throw BridgeError(VMZ_ERROR_ENGINE_UNAVAILABLE, "shared directories need virtiofsd, and none usable was found\(note): \(installHint)")
+    }
+
+    /// What `--version` said about each binary (path, size, mtime): asked
+    /// once per process and file version.
+    private static var identified: [String: Bool] = [:]
+    private static let identifiedLock = Lock()
+
+    /// The Rust virtiofsd prints "virtiofsd 1.14.0"; the C one "virtiofsd
+    /// version 7.2.x (...)".
+    private static func isRust(_ path: String) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        let key = "\(path)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+        if let known = identifiedLock.withLock({ identified[key] }) { return known }
+        let words = (versionOutput(path) ?? "").split(separator: " ")
+        let rust = words.count >= 2 && words[0] == "virtiofsd" && words[1].first?.isNumber == true
+        log(.debug, "\(path): \(rust ? "the Rust virtiofsd" : "not the Rust virtiofsd")")
+        identifiedLock.withLock { identified[key] = rust }
+        return rust
+    }
+
+    /// The first line `path --version` prints (at most 2 s), or nil.
+    private static func versionOutput(_ path: String) -> String? {
+        var out: [Int32] = [-1, -1]
+        guard vmz_pipe_cloexec(&out) == 0 else { return nil }
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer {
+            close(out[0])
+            if null >= 0 { close(null) }
+        }
+        let argv: [String] = [path, "--version"]
+        var args = argv.map { strdup($0) }
+        args.append(nil)
+        defer { for p in args { free(p) } }
+        var pid: pid_t = -1
+        var pidfd: Int32 = -1
+        let fds = [null, out[1], null]
+        let rc = vmz_spawn(path, &args, fds, Int32(fds.count), &pid, &pidfd)
+        close(out[1])
+        guard rc == 0 else { return nil }
+        defer {
+            kill(pid, SIGKILL)
+            _ = ChildExit.reap(pid)
+            close(pidfd)
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 256)
+        let deadline = monotonicMilliseconds() + 2000
+        while bytes.count < 4096 {
+            var p = pollfd(fd: out[0], events: Int16(POLLIN), revents: 0)
+            let left = deadline - monotonicMilliseconds()
+            guard left > 0, poll(&p, 1, Int32(left)) > 0 else { break }
+            let n = chunk.withUnsafeMutableBytes { read(out[0], $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").first.map(String.init)
+    }
+
+    private static func monotonicMilliseconds() -> Int {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+    }
+
+    // MARK: Running it
+
+    /// Starts virtiofsd for `share`, serving the vhost-user `listener` (a
+    /// listening Unix socket, already holding QEMU's connection in its
+    /// backlog). Its stderr goes to `stderr` (errors only). `onExit` runs
+    /// on `queue` if the daemon ends before `stop`.
+    init(binary: String, share: Share, listener: Int32, stderr: Int32, queue: DispatchQueue,
+         onExit: @escaping (Virtiofsd) -> Void) throws {
+        self.share = share
+        var args = [
+            binary, "--fd=3", "--shared-dir", share.path, "--log-level", "error",
+            // The daemon's cache policy: the guest caches what it reads
+            // and revalidates on open (virtiofsd's default, said aloud).
+            "--cache", "auto",
+        ]
+        if share.readOnly { args.append("--readonly") }
+        // Without root the namespace sandbox needs user namespaces, which
+        // many systems forbid: the daemon then runs as the user, seeing
+        // what the user sees.
+        if geteuid() != 0 { args += ["--sandbox", "none"] }
+        log(.debug, "spawning: \(args.map(quoted).joined(separator: " "))")
+        var cArgs = args.map { strdup($0) }
+        cArgs.append(nil)
+        defer { for p in cArgs { free(p) } }
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        guard null >= 0 else { throw BridgeError.system("open", errno, "/dev/null") }
+        defer { close(null) }
+        let fds = [null, null, stderr, listener]
+        var childPid: pid_t = -1
+        var pidfd: Int32 = -1
+        let rc = vmz_spawn(binary, &cArgs, fds, Int32(fds.count), &childPid, &pidfd)
+        if rc != 0 {
+            throw BridgeError(VMZ_ERROR_START_FAILED, "cannot run \(binary) for \(share.name): \(String(cString: strerror(rc)))")
+        }
+        pid = childPid
+        log(.info, "virtiofsd started for \(share.name), pid \(pid)")
+        let s = DispatchSource.makeReadSource(fileDescriptor: pidfd, queue: queue)
+        s.setEventHandler { [weak self] in
+            guard let self, !self.exited else { return }
+            self.reap()
+            onExit(self)
+        }
+        s.setCancelHandler { close(pidfd) }
+        source = s
+        s.resume()
+    }
+
+    deinit { stop() }
+
+    /// Kills the daemon (if it still runs) and reaps it. Idempotent. Call
+    /// on the engine's queue.
+    func stop() {
+        if !exited {
+            kill(pid, SIGKILL)
+            reap()
+        }
+        source?.cancel()
+        source = nil
+    }
+
+    private func reap() {
+        status = ChildExit.reap(pid)
+    }
+}
+#endif

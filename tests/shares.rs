@@ -1,0 +1,337 @@
+//! Shared directories (virtio-fs) with the real test guest: a file the host
+//! wrote is read by the guest and the other way round, a read-only share
+//! refuses writes, bad shares are typed errors, a missing virtiofsd says
+//! how to install it, and no virtiofsd, QEMU or descriptor is left after
+//! any test, including after the host process is SIGKILLed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{guest_builder, Console, Resources, TempDir, BOOT_TIMEOUT, MARKER};
+use vmz::{ErrorCode, Exit, Machine, Share};
+
+fn temp_dir(name: &str) -> TempDir {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("vmz-shares-{name}-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    dir
+}
+
+fn subdir(dir: &Path, name: &str) -> PathBuf {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Processes (any parent) whose command line mentions `needle`: a
+/// virtiofsd serving a directory of this test, wherever it was reparented.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn shares_config(
+    shares: &[Share],
+    console: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+) -> vmz::Config {
+    let mut builder = guest_builder(&common::guest().kernel).nat(false);
+    for s in shares {
+        builder = builder.share(s.clone());
+    }
+    builder
+        .serial_input(console.0)
+        .serial_output(console.1)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn host_and_guest_exchange_files_and_a_read_only_share_refuses_writes() {
+    let _serial = common::serial();
+    common::guest();
+    let dir = temp_dir("exchange");
+    let work = subdir(&dir.0, "work");
+    let docs = subdir(&dir.0, "docs");
+    std::fs::write(work.join("host.txt"), "from-the-host").unwrap();
+    std::fs::write(docs.join("ro.txt"), "read-only-file").unwrap();
+    let before = Resources::now();
+    {
+        let (mut console, input, output) = Console::new();
+        let config = shares_config(
+            &[
+                Share::new(&work, "work"),
+                Share::new(&docs, "docs").read_only(true),
+            ],
+            (input, output),
+        );
+        let vm = Machine::new(&config).unwrap();
+        drop(config);
+        vm.start().unwrap();
+        console.expect(MARKER, BOOT_TIMEOUT);
+        // QEMU and one virtiofsd per share, all children of this process.
+        assert_eq!(common::children().len(), 3, "QEMU and two virtiofsd");
+
+        console.send_line("share-mount work");
+        console.expect("vmz-guest: share-mount work ok", BOOT_TIMEOUT);
+        console.send_line("share-read work host.txt");
+        console.expect(
+            "vmz-guest: share-read work/host.txt [from-the-host]",
+            BOOT_TIMEOUT,
+        );
+        console.send_line("share-write work guest.txt from-the-guest");
+        console.expect("vmz-guest: share-write work/guest.txt ok", BOOT_TIMEOUT);
+        assert_eq!(
+            std::fs::read_to_string(work.join("guest.txt")).unwrap(),
+            "from-the-guest"
+        );
+        // A file the host writes now is seen too (no stale cache on open).
+        std::fs::write(work.join("later.txt"), "written-while-running").unwrap();
+        console.send_line("share-read work later.txt");
+        console.expect(
+            "vmz-guest: share-read work/later.txt [written-while-running]",
+            BOOT_TIMEOUT,
+        );
+
+        console.send_line("share-mount docs");
+        console.expect("vmz-guest: share-mount docs ok", BOOT_TIMEOUT);
+        console.send_line("share-read docs ro.txt");
+        console.expect(
+            "vmz-guest: share-read docs/ro.txt [read-only-file]",
+            BOOT_TIMEOUT,
+        );
+        console.send_line("share-write docs new.txt nope");
+        console.expect("vmz-guest: share-write docs/new.txt failed", BOOT_TIMEOUT);
+        console.send_line("share-write docs ro.txt overwritten");
+        console.expect("vmz-guest: share-write docs/ro.txt failed", BOOT_TIMEOUT);
+        assert!(
+            !docs.join("new.txt").exists(),
+            "the read-only share was written"
+        );
+        assert_eq!(
+            std::fs::read_to_string(docs.join("ro.txt")).unwrap(),
+            "read-only-file"
+        );
+
+        console.send_line("poweroff");
+        let exit = common::wait(&vm, BOOT_TIMEOUT);
+        assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
+        // The VM's end was reported after its daemons were reaped.
+        assert!(common::children().is_empty(), "a virtiofsd outlived its VM");
+        drop(vm);
+        console.close();
+    }
+    assert!(
+        processes_mentioning(dir.0.to_str().unwrap()).is_empty(),
+        "a virtiofsd is left"
+    );
+    before.assert_restored();
+}
+
+#[test]
+fn a_virtiofsd_that_dies_ends_its_vm_with_an_error_naming_the_share() {
+    let _serial = common::serial();
+    common::guest();
+    let dir = temp_dir("daemon-dies");
+    let before = Resources::now();
+    {
+        let (console, input, output) = Console::new();
+        let config = shares_config(&[Share::new(&dir.0, "work")], (input, output));
+        let vm = Machine::new(&config).unwrap();
+        drop(config);
+        vm.start().unwrap();
+        console.expect(MARKER, BOOT_TIMEOUT);
+        let comm =
+            |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let daemon = common::children()
+            .into_iter()
+            .find(|&p| comm(p).starts_with("virtiofsd"))
+            .expect("a virtiofsd child");
+        // SAFETY: kill has no memory preconditions; the pid is our child.
+        assert_eq!(unsafe { libc::kill(daemon as i32, libc::SIGKILL) }, 0);
+        let exit = common::wait(&vm, BOOT_TIMEOUT);
+        let Exit::EngineError(e) = exit else {
+            panic!("expected an error, got {exit:?}")
+        };
+        assert_eq!(e.code(), ErrorCode::Runtime, "{e}");
+        assert!(
+            e.to_string().contains("virtiofsd for share 0 \"work\""),
+            "{e}"
+        );
+        assert!(e.to_string().contains("signal 9"), "{e}");
+        assert!(common::children().is_empty());
+        drop(vm);
+        console.close();
+    }
+    before.assert_restored();
+}
+
+#[test]
+fn bad_shares_are_typed_errors_that_start_nothing() {
+    let _serial = common::serial();
+    let dir = temp_dir("bad");
+    let ok = subdir(&dir.0, "ok");
+    let file = dir.0.join("file.txt");
+    std::fs::write(&file, "x").unwrap();
+    let rejected = |shares: Vec<Share>, code: ErrorCode, words: &str| {
+        let mut builder = guest_builder(&common::guest().kernel);
+        for s in shares {
+            builder = builder.share(s);
+        }
+        common::assert_rejected(builder.build().unwrap(), code, words);
+    };
+    rejected(
+        vec![Share::new(dir.0.join("missing"), "t")],
+        ErrorCode::Share,
+        "does not exist",
+    );
+    rejected(
+        vec![Share::new(&file, "t")],
+        ErrorCode::Share,
+        "is not a directory",
+    );
+    rejected(vec![Share::new(&ok, "")], ErrorCode::Share, "tag is empty");
+    rejected(
+        vec![Share::new(&ok, "a b")],
+        ErrorCode::Share,
+        "may hold only",
+    );
+    rejected(
+        vec![Share::new(&ok, "x,id=y")],
+        ErrorCode::Share,
+        "may hold only",
+    );
+    let longest = "t".repeat(vmz::MAX_SHARE_TAG_LEN);
+    rejected(
+        vec![Share::new(&ok, longest.clone() + "t")],
+        ErrorCode::Share,
+        "the limit is 35",
+    );
+    rejected(
+        vec![Share::new(&ok, "same"), Share::new(&dir.0, "same")],
+        ErrorCode::Share,
+        "is already used",
+    );
+    let many = (0..=vmz::MAX_SHARES)
+        .map(|i| Share::new(&ok, format!("t{i}")))
+        .collect();
+    rejected(many, ErrorCode::Share, "at most 8");
+    // At the limits: fine.
+    guest_builder(&common::guest().kernel)
+        .share(Share::new(&ok, longest))
+        .build()
+        .unwrap()
+        .validate()
+        .unwrap();
+}
+
+#[test]
+fn a_missing_or_wrong_virtiofsd_says_how_to_install_it() {
+    let _serial = common::serial();
+    let dir = temp_dir("novirtiofsd");
+    let config = guest_builder(&common::guest().kernel)
+        .share(Share::new(&dir.0, "t"))
+        .build()
+        .unwrap();
+    let check = |value: &str, words: &str| {
+        common::with_env("VMZ_VIRTIOFSD", value, || {
+            let before = Resources::now();
+            {
+                let e = config.validate().unwrap_err();
+                assert_eq!(e.code(), ErrorCode::EngineUnavailable, "{e}");
+                assert!(e.to_string().contains(words), "{e}");
+                assert!(e.to_string().contains("cargo install virtiofsd"), "{e}");
+                let e = Machine::new(&config).unwrap_err();
+                assert_eq!(e.code(), ErrorCode::EngineUnavailable, "{e}");
+            }
+            assert!(common::children().is_empty());
+            before.assert_restored();
+        });
+    };
+    check("/nonexistent/virtiofsd", "is not an executable file");
+    // An executable that is not the Rust virtiofsd (like QEMU 7.2's C one).
+    check("/bin/true", "is not the Rust virtiofsd");
+    // Without shares, no virtiofsd is needed.
+    common::with_env("VMZ_VIRTIOFSD", "/nonexistent/virtiofsd", || {
+        guest_builder(&common::guest().kernel)
+            .build()
+            .unwrap()
+            .validate()
+            .unwrap();
+    });
+}
+
+/// The VM host of `virtiofsd_and_qemu_die_with_a_sigkilled_host`: boots a
+/// guest with a share, mounts it, prints its children's pids, and waits to
+/// be killed.
+#[test]
+#[ignore = "helper process, run by virtiofsd_and_qemu_die_with_a_sigkilled_host"]
+fn share_host() {
+    let dir = PathBuf::from(std::env::var("VMZ_TEST_SHARE_DIR").unwrap());
+    let (mut console, input, output) = Console::new();
+    let vm = Machine::new(&shares_config(&[Share::new(&dir, "work")], (input, output))).unwrap();
+    vm.start().unwrap();
+    console.expect(MARKER, BOOT_TIMEOUT);
+    console.send_line("share-mount work");
+    console.expect("vmz-guest: share-mount work ok", BOOT_TIMEOUT);
+    let pids: Vec<String> = common::children().iter().map(u32::to_string).collect();
+    println!("CHILDREN {}", pids.join(" "));
+    std::thread::sleep(Duration::from_secs(120));
+    unreachable!("the parent test kills this process");
+}
+
+#[test]
+fn virtiofsd_and_qemu_die_with_a_sigkilled_host() {
+    use std::io::BufRead;
+    let _serial = common::serial();
+    common::guest();
+    let dir = temp_dir("orphans");
+    let mut host = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "share_host", "--nocapture"])
+        .env("VMZ_TEST_SHARE_DIR", &dir.0)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(host.stdout.take().unwrap());
+    let children: Vec<i32> = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("CHILDREN ")
+                .map(|p| p.split(' ').map(|x| x.parse().unwrap()).collect())
+        })
+        .expect("the host printed its children");
+    assert_eq!(children.len(), 2, "QEMU and one virtiofsd: {children:?}");
+    let needle = dir.0.to_str().unwrap().to_string();
+    assert!(!processes_mentioning(&needle).is_empty(), "virtiofsd runs");
+
+    host.kill().unwrap(); // SIGKILL: no destructor runs in the host
+    host.wait().unwrap();
+    let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while (children.iter().any(|&p| alive(p)) || !processes_mentioning(&needle).is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in children {
+        assert!(!alive(pid), "{pid} outlived its host");
+    }
+    assert!(
+        processes_mentioning(&needle).is_empty(),
+        "a virtiofsd (or its sandboxed child) outlived its host"
+    );
+}
