@@ -36,36 +36,7 @@ cargo bench --bench vmz 2>&1 | tee "$out/bench.log"
 
 if [ "${VMZ_BENCH_SKIP_BUILD:-0}" != 1 ]; then
     echo "== build times (scratch copy, fresh CARGO_TARGET_DIR)"
-    scratch=$(mktemp -d /tmp/vmz-build-bench.XXXXXX)
-    trap 'rm -rf "$scratch"' EXIT
-    tar -C "$root" --exclude=./target --exclude=./.git -cf - . | tar -C "$scratch" -xf -
-    now() { date +%s.%N; }
-    build() {
-        (cd "$scratch" && CARGO_TARGET_DIR="$scratch/target" cargo build --quiet "$@")
-    }
-    t0=$(now); build; t1=$(now)
-    cold=$(echo "$t1 - $t0" | bc)
-    echo "cold cargo build (debug, Swift bridge included): ${cold} s"
-    rust_inc=()
-    swift_inc=()
-    for _ in $(seq "${VMZ_BENCH_BUILD_RUNS:-3}"); do
-        touch "$scratch/src/lib.rs"
-        t0=$(now); build; t1=$(now)
-        rust_inc+=("$(echo "$t1 - $t0" | bc)")
-        touch "$scratch/swift/QEMUEngine.swift"
-        t0=$(now); build; t1=$(now)
-        swift_inc+=("$(echo "$t1 - $t0" | bc)")
-    done
-    echo "incremental after touching src/lib.rs: ${rust_inc[*]} s"
-    echo "incremental after touching swift/QEMUEngine.swift: ${swift_inc[*]} s"
-    join() { local IFS=,; echo "$*"; }
-    cat >"$out/build.json" <<EOF
-{
-  "cold_debug_s": $cold,
-  "incremental_touch_rust_s": [$(join "${rust_inc[@]}")],
-  "incremental_touch_swift_s": [$(join "${swift_inc[@]}")]
-}
-EOF
+    scripts/bench-build.sh "" "$out/build.json"
 fi
 
 echo "== plots"
