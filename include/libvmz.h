@@ -220,6 +220,10 @@ typedef enum VMZConsoleDevice {
 /** VMZConfig.omit_devices (ABI 3): leave out the virtio entropy device
  *  (the guest's /dev/hwrng), which every VM has by default. */
 #define VMZ_OMIT_ENTROPY 0x1u
+/** VMZConfig.omit_devices (ABI 3): leave out the memory balloon (virtio
+ *  balloon, with free page reporting on Linux), which every VM has by
+ *  default; vmz_set_memory_target then fails with VMZ_ERROR_DEVICE. */
+#define VMZ_OMIT_BALLOON 0x2u
 
 /**
  * A named virtio-console port (ABI 3): a byte channel to the guest that is
@@ -662,6 +666,17 @@ bool vmz_vsock_listen(VMZHandle handle, uint32_t port, VMZVsockAcceptCallback ca
  * does not listen on `port`.
  */
 bool vmz_vsock_stop_listening(VMZHandle handle, uint32_t port, VMZErrorRef *error);
+
+/**
+ * Memory balloon (ABI 3): asks the guest to give back memory until it has
+ * `bytes` (a whole number of MiB, from the engine's minimum up to the
+ * config's memory_size, which gives everything back). Returns once the
+ * request is delivered; the guest's balloon driver acts on it in its own
+ * time. VMZ_ERROR_INVALID_STATE when the VM is not running,
+ * VMZ_ERROR_DEVICE without a balloon (VMZ_OMIT_BALLOON), VMZ_ERROR_MEMORY_SIZE
+ * for a size out of range.
+ */
+bool vmz_set_memory_target(VMZHandle handle, uint64_t bytes, VMZErrorRef *error);
 
 /** Number of live bridge objects of each kind, for leak checks in tests. */
 typedef struct VMZLiveObjects {

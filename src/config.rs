@@ -72,6 +72,7 @@ pub struct Config {
     fast_boot_options: bool,
     console: ConsoleDevice,
     entropy: bool,
+    balloon: bool,
     serial_ports: Vec<SerialPort>,
     guest_architecture: GuestArchitecture,
     start_timeout: Option<Duration>,
@@ -112,6 +113,7 @@ impl Config {
                 fast_boot_options: false,
                 console: ConsoleDevice::Virtio,
                 entropy: true,
+                balloon: true,
                 serial_ports: Vec::new(),
                 guest_architecture: GuestArchitecture::Host,
                 start_timeout: None,
@@ -197,6 +199,11 @@ impl Config {
         self.guest_architecture
     }
 
+    /// Whether the guest has a memory balloon.
+    pub fn balloon(&self) -> bool {
+        self.balloon
+    }
+
     /// The names of the extra serial ports, in order.
     pub fn serial_port_names(&self) -> impl Iterator<Item = &str> {
         self.serial_ports.iter().map(|p| p.name.as_str())
@@ -265,6 +272,10 @@ impl Config {
                 0
             } else {
                 sys::VMZ_OMIT_ENTROPY
+            } | if self.balloon {
+                0
+            } else {
+                sys::VMZ_OMIT_BALLOON
             },
             serial_ports: if ports.ports.is_empty() {
                 std::ptr::null()
@@ -428,6 +439,15 @@ impl ConfigBuilder {
         self
     }
 
+    /// A memory balloon (virtio-balloon; on Linux with free page reporting,
+    /// so memory the guest frees goes back to the host on its own), for
+    /// [`Machine::set_memory_target`](crate::Machine::set_memory_target).
+    /// On by default.
+    pub fn balloon(mut self, enabled: bool) -> Self {
+        self.config.balloon = enabled;
+        self
+    }
+
     /// Adds a named virtio-console port: a second byte channel to the
     /// guest, apart from the console and faster (no tty layer: 500+ MB/s
     /// under QEMU's emulation). `socket` is one end of a connected stream
@@ -550,6 +570,7 @@ mod tests {
         assert!(!c.fast_boot_options());
         assert_eq!(c.console(), ConsoleDevice::Virtio);
         assert!(c.entropy());
+        assert!(c.balloon());
         assert_eq!(c.serial_port_names().count(), 0);
         assert_eq!(c.guest_architecture(), GuestArchitecture::Host);
         assert!(c.disks().is_empty());

@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 
 mod architecture;
+mod balloon;
 mod config;
 mod console;
 mod disk;

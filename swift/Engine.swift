@@ -68,6 +68,10 @@ protocol VMEngine: AnyObject {
     func pause(completion: @escaping (BridgeError?) -> Void)
     /// Restarts a paused guest's vCPUs; `completion` as for `pause`.
     func resume(completion: @escaping (BridgeError?) -> Void)
+
+    /// Memory balloon (Balloon.swift): asks the guest to shrink to `bytes`
+    /// (checked by the Machine: whole MiB, within the limits). On the queue.
+    func setMemoryTarget(_ bytes: UInt64) throws
 }
 
 // VMZ_TYPECHECK_VZ: scripts/typecheck-macos.sh checks the macOS engine on

@@ -42,6 +42,8 @@ struct ParsedConfig {
     var console: ConsoleDevice?
     /// A virtio entropy device (on unless VMZ_OMIT_ENTROPY).
     var entropy: Bool
+    /// A memory balloon (on unless VMZ_OMIT_BALLOON). Balloon.swift.
+    var balloon: Bool
     /// Extra named virtio-console ports. Console.swift.
     var serialPorts: [SerialPort]
     /// The guest's architecture (the host's unless asked). GuestArchitecture.swift.
@@ -105,11 +107,12 @@ struct ParsedConfig {
         }
         fastBootOptions = c.boot_options & knownOptions != 0
         console = try ConsoleDevice.parse(c, size: size)
-        let knownOmit = UInt32(VMZ_OMIT_ENTROPY)
+        let knownOmit = UInt32(VMZ_OMIT_ENTROPY | VMZ_OMIT_BALLOON)
         guard c.omit_devices & ~knownOmit == 0 else {
             throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "unknown omit_devices bits 0x\(String(c.omit_devices & ~knownOmit, radix: 16))")
         }
         entropy = c.omit_devices & UInt32(VMZ_OMIT_ENTROPY) == 0
+        balloon = c.omit_devices & UInt32(VMZ_OMIT_BALLOON) == 0
         serialPorts = try SerialPort.parse(c)
         guestArchitecture = try GuestArchitecture(raw: c.guest_architecture)
         startTimeout = c.start_timeout_ms == 0 ? ParsedConfig.defaultStartTimeout : Double(c.start_timeout_ms) / 1000

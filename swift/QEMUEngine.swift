@@ -288,6 +288,7 @@ final class QEMUEngine: VMEngine {
         args += ["-append", config.effectiveCommandLine]
         args += consoleArguments(pass: pass)
         args += vsock?.qemuArguments ?? []
+        args += balloonArguments()
         args += ["-chardev", "socket,id=qmp,fd=\(ChildFD.qmp),server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
         if config.enableNAT {
             // User-mode networking: outbound NAT, no host port forwards.
@@ -583,6 +584,16 @@ final class QEMUEngine: VMEngine {
         }
         // The ACPI power button; the guest decides what to do with it.
         try qmp.execute("system_powerdown", timeout: QEMUEngine.qmpTimeout)
+    }
+
+    /// A QMP command for device code in other files (QEMUBalloon.swift),
+    /// while QEMU runs.
+    @discardableResult
+    func executeWhileRunning(_ name: String, arguments: String) throws -> JSON {
+        guard let qmp, startCompletion == nil, !exited, !qmp.isClosed else {
+            throw BridgeError(VMZ_ERROR_INVALID_STATE, "QEMU is not running")
+        }
+        return try qmp.execute(name, arguments: arguments, timeout: QEMUEngine.qmpTimeout)
     }
 
     func forceStop() {

@@ -39,6 +39,8 @@ final class VZEngine: VMEngine {
     private var diskLocks: [Int32] = []
     /// The host's vsock listeners by port (VZVsock.swift).
     var vsockListeners: [UInt32: VZVsockListener] = [:]
+    /// The configured memory size (the balloon's upper bound).
+    private var memorySize: UInt64 = 0
 
     // Run time, on `queue`.
     private var startCompletion: ((BridgeError?) -> Void)?
@@ -155,6 +157,7 @@ final class VZEngine: VMEngine {
     init(config: ParsedConfig, queue: DispatchQueue, delegate: EngineDelegate) throws {
         self.queue = queue
         self.delegate = delegate
+        memorySize = config.memorySize
 
         // A gzip-compressed kernel, or an EFI zboot image, is unpacked
         // once, natively, and kept in the kernel cache (KernelCache.swift),
@@ -208,6 +211,9 @@ final class VZEngine: VMEngine {
             if config.entropy {
                 configuration.entropyDevices = [VZVirtioEntropyDeviceConfiguration()]
             }
+            if config.balloon {
+                configuration.memoryBalloonDevices = [VZVirtioTraditionalMemoryBalloonDeviceConfiguration()]
+            }
             if config.vsockCID != 0 {
                 configuration.socketDevices = [VZVirtioSocketDeviceConfiguration()]
             }
@@ -227,6 +233,16 @@ final class VZEngine: VMEngine {
             return vm
         }
         observer.engine = self
+    }
+
+    /// Memory balloon: the framework's target (a request; the guest acts on
+    /// it in its own time).
+    func setMemoryTarget(_ bytes: UInt64) throws {
+        guard let balloon = vm?.memoryBalloonDevices.first as? VZVirtioTraditionalMemoryBalloonDevice else {
+            throw BridgeError(VMZ_ERROR_DEVICE, "the VM has no memory balloon (it was omitted in its config)")
+        }
+        try checkMemoryTarget(bytes, memorySize: memorySize)
+        balloon.targetVirtualMachineMemorySize = bytes
     }
 
     /// The named ports, on a virtio-console device of their own (the

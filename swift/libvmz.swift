@@ -254,3 +254,15 @@ public func vmz_vsock_stop_listening(
         try m.vsockStopListening(port: port)
     }
 }
+
+// MARK: Memory balloon (Balloon.swift)
+
+@_cdecl("vmz_set_memory_target")
+public func vmz_set_memory_target(
+    _ handle: VMZHandle?, _ bytes: UInt64, _ error: UnsafeMutablePointer<VMZErrorRef?>?
+) -> Bool {
+    attempt(error) {
+        guard let m = machine(handle) else { throw invalidHandle() }
+        try m.setMemoryTarget(bytes)
+    }
+}

@@ -55,6 +55,97 @@ fn hvc0_console_named_port_and_entropy_on_one_boot() {
     before.assert_restored();
 }
 
+/// The QEMU child of this test process.
+fn vm_pid() -> u32 {
+    common::children()
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.starts_with("qemu"))
+        })
+        .expect("a QEMU child")
+}
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb / 1024
+}
+
+/// The guest's MemTotal, in MiB, asked over the console.
+fn guest_mem_total_mib(console: &mut common::Console) -> u64 {
+    let before = console.text().len();
+    console.send_line("run grep MemTotal /proc/meminfo");
+    console.expect_after(before, "vmz-guest: run done", BOOT_TIMEOUT);
+    let text = console.text()[before..].to_string();
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no MemTotal in {text:?}"));
+    kb / 1024
+}
+
+/// Polls `f` every 250 ms until it is true, at most `limit`.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    f()
+}
+
+/// Free page reporting gives memory the guest freed back to the host (QEMU's
+/// RSS drops), and a balloon target shrinks the guest.
+fn balloon_checks(vm: &Machine, console: &mut common::Console) {
+    let pid = vm_pid();
+    let before = console.text().len();
+    console.send_line("run dd if=/dev/zero of=/tmp/fill bs=1M count=120 2>/dev/null; sync");
+    console.expect_after(before, "vmz-guest: run done", BOOT_TIMEOUT);
+    let full = rss_mib(pid);
+    let before = console.text().len();
+    console.send_line("run rm /tmp/fill");
+    console.expect_after(before, "vmz-guest: run done", BOOT_TIMEOUT);
+    let mut now = full;
+    let dropped = eventually(Duration::from_secs(30), || {
+        now = rss_mib(pid);
+        now + 60 <= full
+    });
+    eprintln!(
+        "balloon: QEMU RSS {full} MiB with 120 MiB filled, {now} MiB after the guest freed it"
+    );
+    assert!(dropped, "QEMU's RSS stayed at {now} MiB (was {full} MiB)");
+
+    // A target: the guest hands pages to the balloon, its MemTotal drops.
+    let total = guest_mem_total_mib(console);
+    vm.set_memory_target(128 << 20).unwrap();
+    let mut shrunk = total;
+    let ok = eventually(Duration::from_secs(30), || {
+        shrunk = guest_mem_total_mib(console);
+        shrunk + 100 <= total
+    });
+    eprintln!("balloon: guest MemTotal {total} MiB, {shrunk} MiB with a 128 MiB target");
+    assert!(
+        ok,
+        "the guest's MemTotal stayed at {shrunk} MiB (was {total} MiB)"
+    );
+    vm.set_memory_target(256 << 20).unwrap();
+    let e = vm
+        .set_memory_target(257 << 20)
+        .expect_err("above the memory size");
+    assert_eq!(e.code(), ErrorCode::MemorySize, "{e}");
+    let e = vm
+        .set_memory_target((128 << 20) + 1)
+        .expect_err("not whole MiB");
+    assert_eq!(e.code(), ErrorCode::MemorySize, "{e}");
+}
 /// ttyS0 (the 8250) carries the kernel's first messages; the entropy
 /// device can be left out.
 #[test]
@@ -152,7 +243,7 @@ fn echo_round_trip(stream: &mut vmz::VsockStream, payload: &[u8]) {
     assert!(back == payload, "echoed bytes differ");
 }
 
-/// vsock on one boot: host -> guest round trips, 8 connections at once, a
+/// vsock and the balloon on one boot: host -> guest round trips, 8 connections at once, a
 /// refused port, guest -> host through a listener set before the start,
 /// a port already listened on, connect before the start and after the
 /// end, accept after the end; the daemon and its sockets gone after.
@@ -235,8 +326,12 @@ fn vsock_both_ways_and_its_errors() {
         console.send_line("vsock-connect 6001 nobody");
         console.expect("vmz-guest: vsock connect failed", BOOT_TIMEOUT);
 
+        balloon_checks(&vm, &mut console);
+
         // After the end: typed errors, no hang.
         common::force_stop(&vm).unwrap();
+        let e = vm.set_memory_target(128 << 20).expect_err("after the end");
+        assert_eq!(e.code(), ErrorCode::InvalidState, "{e}");
         let e = vm.vsock_connect(5000).expect_err("connect after the end");
         assert_eq!(e.code(), ErrorCode::InvalidState, "{e}");
         let e = early
@@ -262,6 +357,8 @@ fn vsock_without_the_device_is_a_device_error() {
     let vm = Machine::new(&config).unwrap();
     let e = vm.vsock_listen(1).expect_err("no device");
     assert_eq!(e.code(), ErrorCode::Device, "{e}");
+    let e = vm.set_memory_target(128 << 20).expect_err("not running");
+    assert_eq!(e.code(), ErrorCode::InvalidState, "{e}");
     let e = config_with_cid(2).validate().expect_err("reserved cid");
     assert_eq!(e.code(), ErrorCode::Device, "{e}");
 }

@@ -149,13 +149,13 @@ impl Console {
         self.input.take();
     }
 
-    /// Waits until the output contains `needle`; panics with the output so
-    /// far after `timeout`.
-    pub fn expect(&self, needle: &str, timeout: Duration) {
+    /// Like [`expect`](Console::expect), looking only at the output after
+    /// byte `offset` (from [`text`](Console::text)`.len()` before a command).
+    pub fn expect_after(&self, offset: usize, needle: &str, timeout: Duration) {
         let (text, cond) = &*self.output;
         let deadline = Instant::now() + timeout;
         let mut guard = text.lock().unwrap();
-        while !guard.contains(needle) {
+        while !guard.get(offset..).is_some_and(|t| t.contains(needle)) {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
@@ -164,6 +164,12 @@ impl Console {
             );
             guard = cond.wait_timeout(guard, left).unwrap().0;
         }
+    }
+
+    /// Waits until the output contains `needle`; panics with the output so
+    /// far after `timeout`.
+    pub fn expect(&self, needle: &str, timeout: Duration) {
+        self.expect_after(0, needle, timeout)
     }
 
     /// Everything printed so far.

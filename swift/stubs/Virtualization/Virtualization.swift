@@ -48,6 +48,7 @@ open class VZVirtualMachineConfiguration: NSObject {
     open var networkDevices: [VZNetworkDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     open var entropyDevices: [VZEntropyDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     open var socketDevices: [VZSocketDeviceConfiguration] { get { fatalError() } set { fatalError() } }
+    open var memoryBalloonDevices: [VZMemoryBalloonDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     @available(macOS 13.0, *)
     open var consoleDevices: [VZConsoleDeviceConfiguration] { get { fatalError() } set { fatalError() } }
     open var storageDevices: [VZStorageDeviceConfiguration] { get { fatalError() } set { fatalError() } }
@@ -148,6 +149,28 @@ open class VZVirtioConsolePortConfiguration: VZConsolePortConfiguration {
     public init() { fatalError() }
     open var name: String? { get { fatalError() } set { fatalError() } }
     open var isConsole: Bool { get { fatalError() } set { fatalError() } }
+}
+
+// MARK: - Memory balloon (virtualization-devices.md, section 2)
+
+@available(macOS 11.0, *)
+open class VZMemoryBalloonDeviceConfiguration: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZVirtioTraditionalMemoryBalloonDeviceConfiguration: VZMemoryBalloonDeviceConfiguration {
+    public init() { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZMemoryBalloonDevice: NSObject {
+    internal init(stubBase: Void) { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZVirtioTraditionalMemoryBalloonDevice: VZMemoryBalloonDevice {
+    open var targetVirtualMachineMemorySize: UInt64 { get { fatalError() } set { fatalError() } }
 }
 
 // MARK: - vsock (virtualization-devices.md, section 1)
@@ -351,6 +374,7 @@ open class VZVirtualMachine: NSObject {
     open var socketDevices: [VZSocketDevice] { fatalError() }
     open func pause(completionHandler: @escaping (Result<Void, any Error>) -> Void) { fatalError() }
     open func resume(completionHandler: @escaping (Result<Void, any Error>) -> Void) { fatalError() }
+    open var memoryBalloonDevices: [VZMemoryBalloonDevice] { fatalError() }
 }
 
 @available(macOS 11.0, *)
