@@ -520,3 +520,108 @@ fn handles_and_errors_misused() {
     }
     before.assert_restored();
 }
+
+/// Set by `count_call`: a callback the bridge must not have called.
+static FORBIDDEN_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+unsafe extern "C" fn count_call(_: *mut c_void, _: sys::VMZState) {
+    FORBIDDEN_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+unsafe extern "C" fn note_end(
+    ctx: *mut c_void,
+    reason: sys::VMZEndReason,
+    _signal: i32,
+    err: VMZErrorRef,
+) {
+    // SAFETY: `ctx` is the test's `AtomicU32`, alive for the whole test.
+    let seen = unsafe { &*(ctx as *const std::sync::atomic::AtomicU32) };
+    seen.store(reason, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: the callback owns its error (maybe NULL).
+    unsafe { sys::vmz_error_free(err) }
+}
+
+/// ABI 3's life-cycle calls refuse what they cannot do, typed, and an ABI 2
+/// caller's shorter VMZCallbacks (VMZ_CALLBACKS_SIZE_V2) is accepted with
+/// the fields it lacks read as NULL: whatever lies after it is never called.
+/// A failed start ends its life with exactly one did_end(START_FAILED).
+#[test]
+fn abi3_life_cycle_calls_and_an_abi2_callbacks_struct() {
+    let _s = common::serial();
+    let before = Resources::now();
+    let (kernel, _dir) = common::bogus_elf_kernel("abi3");
+    let s = Strings {
+        kernel: Some(cstr(kernel.as_os_str().as_bytes())),
+        initrd: None,
+        cmdline: None,
+    };
+    // SAFETY: every pointer below is valid for its call; the handles are
+    // released once; the callbacks' context outlives the handles.
+    unsafe {
+        // Nothing to pause, resume or stop in a VM that never started.
+        let mut err: VMZErrorRef = null_mut();
+        let h = sys::vmz_create(&config(&s), null(), &mut err);
+        assert!(!h.is_null());
+        type Call = unsafe fn(sys::VMZHandle, *mut VMZErrorRef) -> bool;
+        let calls: [(&str, Call); 3] = [
+            ("pause", |h, e| sys::vmz_pause(h, None, null_mut(), e)),
+            ("resume", |h, e| sys::vmz_resume(h, None, null_mut(), e)),
+            ("stop", |h, e| sys::vmz_stop(h, 1000, None, null_mut(), e)),
+        ];
+        for (what, call) in calls {
+            let mut err: VMZErrorRef = null_mut();
+            assert!(!call(h, &mut err), "{what} of a created VM");
+            assert_eq!(take(err).0, ErrorCode::InvalidState, "{what}");
+        }
+        sys::vmz_release(h);
+        assert!(!sys::vmz_pause(h, None, null_mut(), &mut err));
+        assert_eq!(take(err).0, ErrorCode::InvalidArgument);
+
+        // An ABI 2 struct: 40 bytes, then a state_did_change pointer the
+        // bridge must not read (it lies beyond the caller's struct_size).
+        let mut cbs = sys::VMZCallbacks {
+            struct_size: sys::VMZ_CALLBACKS_SIZE_V2,
+            state_did_change: Some(count_call),
+            ..Default::default()
+        };
+        let mut err: VMZErrorRef = null_mut();
+        let h = sys::vmz_create(&config(&s), &cbs, &mut err);
+        assert!(!h.is_null(), "an ABI 2 callbacks struct is accepted");
+        let mut err: VMZErrorRef = null_mut();
+        assert!(sys::vmz_start(h, Some(ignore), null_mut(), &mut err));
+        common::within("the failed start's end", BOOT_TIMEOUT, || {
+            while sys::vmz_get_state(h) != sys::VMZ_STATE_ERROR {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
+        sys::vmz_release(h);
+        assert_eq!(
+            FORBIDDEN_CALLS.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "a callback beyond struct_size was called"
+        );
+
+        // The full ABI 3 struct: the same failed start ends with one
+        // did_end, START_FAILED.
+        let seen = std::sync::atomic::AtomicU32::new(0);
+        cbs.struct_size = std::mem::size_of::<sys::VMZCallbacks>() as u32;
+        cbs.state_did_change = None;
+        cbs.did_end = Some(note_end);
+        cbs.context = &seen as *const _ as *mut c_void;
+        let mut err: VMZErrorRef = null_mut();
+        let h = sys::vmz_create(&config(&s), &cbs, &mut err);
+        assert!(!h.is_null());
+        assert!(sys::vmz_start(h, Some(ignore), null_mut(), &mut err));
+        common::within("the failed start's did_end", BOOT_TIMEOUT, || {
+            while seen.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
+        sys::vmz_release(h);
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            sys::VMZ_END_START_FAILED
+        );
+    }
+    before.assert_restored();
+}
