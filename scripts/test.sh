@@ -24,6 +24,15 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+echo "== every integration test is gated to Linux or says it runs anywhere"
+# A Mac must not build the amd64 Debian guest or run QEMU under `cargo test`
+# (README, "What runs where").
+ungated=$(grep -L -e '^#!\[cfg(target_os = "linux")\]' -e '^// vmz: runs on every host' tests/*.rs || true)
+if [ -n "$ungated" ]; then
+    echo "test.sh: FAILED: add #![cfg(target_os = \"linux\")] after the //! header of:" $ungated >&2
+    echo "  (or the line '// vmz: runs on every host' if the file needs no guest and no QEMU)" >&2
+    exit 1
+fi
 echo "== raw bindings up to date (scripts/bindings.sh --check)"
 scripts/bindings.sh --check
 echo "== docs as docs.rs builds them: no swiftc, no libclang (scripts/docs.sh)"

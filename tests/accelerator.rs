@@ -5,6 +5,10 @@
 //! arguments), and the KVM boot is skipped, visibly, where KVM cannot run a
 //! guest (a software-only `kvm_pvm`, no vmx/svm).
 
+// These tests boot test guests under QEMU (scripts/make-guest.sh): Linux
+// only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::{Console, RecordingQemu, Resources, TempDir, BOOT_TIMEOUT, MARKER};

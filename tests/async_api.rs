@@ -2,6 +2,10 @@
 //! woken by the bridge's callbacks, with no runtime of vmz's own. Every
 //! await is bounded: `bounded` fails the test with what it waited for.
 
+// These tests boot test guests under QEMU (scripts/make-guest.sh): Linux
+// only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::future::Future;

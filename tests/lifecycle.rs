@@ -4,6 +4,10 @@
 //! handler, also on `Running`; the state stream through pause and resume;
 //! what a handler may not call.
 
+// These tests boot test guests under QEMU (scripts/make-guest.sh): Linux
+// only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -13,6 +13,10 @@
 //! buffer; QEMU's own default otherwise), to compare the two. Results:
 //! BENCHMARKS.md.
 
+// These tests boot test guests under QEMU (scripts/make-guest.sh): Linux
+// only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -4,6 +4,10 @@
 //! how to install it, and no virtiofsd, QEMU or descriptor is left after
 //! any test, including after the host process is SIGKILLed.
 
+// These tests boot test guests under QEMU (scripts/make-guest.sh): Linux
+// only. On macOS `cargo test` runs the unit and doc tests.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::path::{Path, PathBuf};
