@@ -28,7 +28,7 @@ final class BridgeError: Error, @unchecked Sendable, CustomStringConvertible {
     static func system(_ call: String, _ err: Int32 = errno, _ what: String = "") -> BridgeError {
         let detail = String(cString: strerror(err))
         let prefix = what.isEmpty ? "" : "\(what): "
-        return BridgeError(VMZ_ERROR_IO, "\(prefix)\(call) failed: \(detail) (errno \(err))")
+        return BridgeError(VMZ_ERROR_IO, "\(prefix)\(call) failed: \(detail) (errno \(err))\(descriptorLimitNote(err))")
     }
 
     /// Hands the error to C: the receiver owns one retain and frees it with

@@ -16,6 +16,11 @@ struct ChildExit: Equatable {
     /// "exited with status 70", "was killed by signal 9 (Killed)".
     var description: String {
         if code == Int32(CLD_EXITED) { return "exited with status \(status)" }
+        if code == -1 {
+            // The host started ignoring SIGCHLD after the spawn: the kernel
+            // reaped the process.
+            return "ended, how is unknown (\(String(cString: strerror(status))): does this process ignore SIGCHLD?)"
+        }
         let name = strsignal(status).map { String(cString: $0) } ?? "signal \(status)"
         return "was killed by signal \(status) (\(name))\(code == Int32(CLD_DUMPED) ? ", core dumped" : "")"
     }
@@ -28,7 +33,7 @@ struct ChildExit: Equatable {
         let rc = vmz_wait_child(pid, &code, &status)
         if rc != 0 {
             log(.warn, "waitid(\(pid)): \(String(cString: strerror(rc)))")
-            return ChildExit(code: Int32(CLD_KILLED), status: 0)
+            return ChildExit(code: -1, status: rc)
         }
         return ChildExit(code: code, status: status)
     }

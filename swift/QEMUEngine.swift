@@ -319,7 +319,7 @@ final class QEMUEngine: VMEngine {
             childFDs[Int(ChildFD.stdin)] = try input.forChild(opened: &opened)
         } else {
             let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
-            if null < 0 { throw BridgeError.system("open", errno, "/dev/null\(descriptorLimitNote(errno))") }
+            if null < 0 { throw BridgeError.system("open", errno, "/dev/null") }
             opened.append(null)
             childFDs[Int(ChildFD.stdin)] = null
         }
@@ -341,7 +341,7 @@ final class QEMUEngine: VMEngine {
 
         var errPipe: [Int32] = [-1, -1]
         let pipeErr = vmz_pipe_cloexec(&errPipe)
-        if pipeErr != 0 { throw BridgeError.system("pipe2", pipeErr, "QEMU's stderr\(descriptorLimitNote(pipeErr))") }
+        if pipeErr != 0 { throw BridgeError.system("pipe2", pipeErr, "QEMU's stderr") }
         opened.append(errPipe[1])
         let stderrRead = errPipe[0]
         childFDs[Int(ChildFD.stderr)] = errPipe[1]

@@ -60,7 +60,7 @@ struct SerialDescriptor {
         guard relayed else { return fd }
         var ends: [Int32] = [-1, -1]
         let rc = vmz_pipe_cloexec(&ends)
-        if rc != 0 { throw BridgeError.system("pipe2", rc, "serial relay\(descriptorLimitNote(rc))") }
+        if rc != 0 { throw BridgeError.system("pipe2", rc, "serial relay") }
         let (childEnd, relayEnd) = reading ? (ends[0], ends[1]) : (ends[1], ends[0])
         opened.append(childEnd)
         let mine: Int32

@@ -86,7 +86,12 @@ public func vmz_create(
         }
     }
     var created: Machine?
-    let ok = attempt(error) { created = try Machine(config: parse(config), callbacks: cbs) }
+    let ok = attempt(error) {
+        if ForkGuard.inForkedChild { throw ForkGuard.error("vmz_create") }
+        ForkGuard.claim()
+        SwiftBacktracer.noted
+        created = try Machine(config: parse(config), callbacks: cbs)
+    }
     guard ok, let created else {
         Machine.releaseContext(of: cbs)
         return nil
@@ -102,6 +107,7 @@ public func vmz_start(
     _ error: UnsafeMutablePointer<VMZErrorRef?>?
 ) -> Bool {
     attempt(error) {
+        if ForkGuard.inForkedChild { throw ForkGuard.error("vmz_start") }
         guard let m = machine(handle) else { throw invalidHandle() }
         guard let completion else { throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "completion is NULL") }
         try m.start(completion, context)
@@ -111,6 +117,7 @@ public func vmz_start(
 @_cdecl("vmz_request_stop")
 public func vmz_request_stop(_ handle: VMZHandle?, _ error: UnsafeMutablePointer<VMZErrorRef?>?) -> Bool {
     attempt(error) {
+        if ForkGuard.inForkedChild { throw ForkGuard.error("vmz_request_stop") }
         guard let m = machine(handle) else { throw invalidHandle() }
         try m.requestStop()
     }
@@ -122,6 +129,7 @@ public func vmz_force_stop(
     _ error: UnsafeMutablePointer<VMZErrorRef?>?
 ) -> Bool {
     attempt(error) {
+        if ForkGuard.inForkedChild { throw ForkGuard.error("vmz_force_stop") }
         guard let m = machine(handle) else { throw invalidHandle() }
         try m.forceStop(completion, context)
     }
@@ -162,12 +170,15 @@ public func vmz_resume(
 
 @_cdecl("vmz_get_state")
 public func vmz_get_state(_ handle: VMZHandle?) -> VMZState {
-    machine(handle)?.currentState ?? VMZ_STATE_ERROR
+    if ForkGuard.inForkedChild { return VMZ_STATE_ERROR }
+    return machine(handle)?.currentState ?? VMZ_STATE_ERROR
 }
 
 @_cdecl("vmz_release")
 public func vmz_release(_ handle: VMZHandle?) {
     guard let handle else { return }
+    // The parent's VM: left alone (and its memory to the child's exit).
+    if ForkGuard.inForkedChild { return }
     guard Registry.handles.remove(handle) else {
         log(.error, "vmz_release: not a live handle (released twice?); ignored")
         return

@@ -701,3 +701,74 @@ fn qemus_errors_name_the_kernel_not_its_descriptor() {
         assert!(text.contains(&*kernel.to_string_lossy()), "{text}");
     }
 }
+
+/// Fault 10: fork() without exec. The child has copies of the parent's
+/// handles but not their queues; dropping its copy of a `Machine` must not
+/// stop (or SIGKILL) the parent's QEMU, nor hang; a VM call in the child is
+/// an InvalidState error. The parent's VM runs on, and stops normally.
+#[test]
+fn a_forked_child_cannot_touch_the_parents_vm() {
+    common::with_booted_guest(|vm, _events, _console| {
+        let qemu = the_qemu();
+        let config = common::guest_builder(&common::guest().kernel)
+            .nat(false)
+            .build()
+            .unwrap();
+        // SAFETY: the child only drops a copy of the handle, calls vmz and
+        // leaves with _exit, never returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // SAFETY: the child's own copy of the parent's Machine,
+                // dropped once here and never used by the parent's copy.
+                let copy: Machine = unsafe { std::ptr::read(vm) };
+                if copy.request_stop().map_err(|e| e.code()) != Err(ErrorCode::InvalidState) {
+                    return 2;
+                }
+                drop(copy);
+                match Machine::new(&config) {
+                    Err(e) if e.code() == ErrorCode::InvalidState => 0,
+                    _ => 3,
+                }
+            }))
+            .unwrap_or(4);
+            // SAFETY: leaves the child without running the parent's
+            // destructors or the harness.
+            unsafe { libc::_exit(code) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut status = 0;
+        loop {
+            // SAFETY: waits for our own child, without blocking.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if Instant::now() > deadline {
+                // SAFETY: kill and reap our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                panic!("the forked child hung for 20 s dropping its copy of the Machine");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(libc::WIFEXITED(status), "child status {status:#x}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "child check failed (2: request_stop, 3: create)"
+        );
+        // SAFETY: signal 0 only checks that QEMU exists.
+        assert_eq!(
+            unsafe { libc::kill(qemu, 0) },
+            0,
+            "the parent's QEMU survives"
+        );
+        assert_eq!(vm.state(), State::Running);
+        let exit = vm.stop(Duration::from_secs(30)).unwrap();
+        assert!(matches!(exit, Exit::GuestStopped), "{exit:?}");
+    });
+}

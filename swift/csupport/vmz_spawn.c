@@ -36,12 +36,58 @@ struct request {
     int pidfd;
     int result;
     int done;
+    int supervise;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static struct request *pending;
 static int thread_error;
+
+/* The host ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT): then the kernel
+ * reaps a child that has exec'd as soon as it exits (exec resets the exit
+ * signal to SIGCHLD), and its status is lost. So the child stays a small
+ * supervisor that never execs: it runs the program as its own child (which
+ * it may reap: its dispositions are the defaults), and ends the way that
+ * child ended (the same exit status, or killed by the same signal). Killing
+ * the supervisor kills the program (PR_SET_PDEATHSIG). Async-signal-safe
+ * calls only. */
+static void supervise(const struct request *r, int report_fd) {
+    pid_t supervisor = getpid();
+    pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
+    if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != supervisor)
+            _exit(127);
+        execv(r->path, r->argv);
+        int err = errno;
+        (void)!write(report_fd, &err, sizeof err);
+        _exit(127);
+    }
+    int err = errno;
+    if (pid < 0) {
+        (void)!write(report_fd, &err, sizeof err);
+        _exit(127);
+    }
+    /* The program has the descriptors now; the parent reads the report
+     * pipe until the program's exec closes its copy. */
+    syscall(SYS_close_range, 0U, ~0U, 0);
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            _exit(127);
+    }
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        sigset_t one;
+        signal(sig, SIG_DFL);
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        sigprocmask(SIG_UNBLOCK, &one, NULL);
+        kill(getpid(), sig);
+        _exit(128 + sig);
+    }
+    _exit(WEXITSTATUS(status));
+}
 
 /* Runs in the child: only async-signal-safe calls from here on. */
 static void child(const struct request *r, pid_t parent, int report_fd) {
@@ -87,6 +133,8 @@ static void child(const struct request *r, pid_t parent, int report_fd) {
         for (int fd = report_fd + 1; fd < 65536; fd++)
             close(fd);
     }
+    if (r->supervise)
+        supervise(r, report_fd);
     execv(r->path, r->argv);
 fail:
     err = errno;
@@ -111,6 +159,9 @@ int vmz_wait_child(pid_t pid, int *code, int *status) {
 
 static void spawn_now(struct request *r) {
     int report[2];
+    struct sigaction chld;
+    if (sigaction(SIGCHLD, NULL, &chld) == 0)
+        r->supervise = chld.sa_handler == SIG_IGN || (chld.sa_flags & SA_NOCLDWAIT) != 0;
     pid_t parent = getpid();
     if (pipe2(report, O_CLOEXEC) != 0) {
         r->result = errno;
@@ -228,7 +279,7 @@ int vmz_spawn(const char *path, char *const argv[], const int *fds, int nfds,
     pthread_mutex_unlock(&lock);
     if (thread_error)
         return thread_error;
-    struct request r = {path, argv, fds, nfds, -1, -1, 0, 0};
+    struct request r = {path, argv, fds, nfds, -1, -1, 0, 0, 0};
     pthread_mutex_lock(&lock);
     while (pending != NULL)
         pthread_cond_wait(&cond, &lock);

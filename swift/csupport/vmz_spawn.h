@@ -25,7 +25,11 @@ extern "C" {
  * errno value (the exec's own errno when exec failed).
  * The child is cloned with exit signal 0: it sends no SIGCHLD, whatever the
  * host does with SIGCHLD it is never reaped by anyone but vmz_wait_child,
- * and waitpid(-1) in the host does not see it. */
+ * and waitpid(-1) in the host does not see it. When the host ignores
+ * SIGCHLD (exec makes the exit signal SIGCHLD again, and the kernel would
+ * reap the program behind our back), the child is a supervisor that runs
+ * the program as its own child and ends as the program ended; *pid is the
+ * supervisor's (killing it kills the program). */
 #ifdef __linux__
 int vmz_spawn(const char *path, char *const argv[], const int *fds, int nfds,
               pid_t *pid, int *pidfd);
