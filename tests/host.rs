@@ -207,8 +207,8 @@ fn role_stdout_socket() {
     }
     assert!(!nonblocking(1), "stdout blocking after the host wrote 2 MB");
     to_guest.write_all(b"poweroff\n").unwrap();
-    let exit = vm.wait_timeout(Duration::from_secs(60));
-    assert!(matches!(exit, Some(Exit::GuestStopped)), "{exit:?}");
+    let exit = vm.wait_timeout(Duration::from_secs(60)).unwrap();
+    assert!(matches!(exit, Some(Exit::PoweredOff)), "{exit:?}");
     drop(vm);
     assert!(!nonblocking(1), "stdout blocking after the VM");
     println!("host done");
@@ -284,11 +284,12 @@ fn role_sigchld_ignored() {
     unsafe { libc::kill(qemu, libc::SIGKILL) };
     let exit = vm
         .wait_timeout(Duration::from_secs(30))
+        .unwrap()
         .expect("the VM ends");
-    let Exit::Error(e) = exit else {
-        panic!("expected an error, got {exit:?}");
+    let Exit::Killed(signal) = exit else {
+        panic!("expected Killed, got {exit:?}");
     };
-    assert!(e.to_string().contains("killed by signal 9"), "{e}");
+    assert_eq!(signal.number(), libc::SIGKILL);
 }
 
 /// Fault 9: a host that ignores SIGCHLD.
@@ -311,10 +312,8 @@ fn role_low_fd_limit() {
         rlim_max: 0,
     };
     // SAFETY: a valid out-parameter.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
-        0
-    );
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
+    assert_eq!(got, 0);
     for extra in [1, 3, 6, 10, 16, 24, 40, 64] {
         let limit = libc::rlimit {
             rlim_cur: open + extra,
