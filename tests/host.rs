@@ -3,6 +3,10 @@
 //! something process-wide or ends the process, so it runs in a child
 //! process: this test binary again, running one role (tests/common/child.rs).
 
+// These tests boot the amd64 test guest under QEMU (scripts/make-guest.sh):
+// Linux only.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
