@@ -316,6 +316,56 @@ typedef struct VMZDisk {
     const char *serial;
 } VMZDisk;
 
+/** VMZNetwork.kind (ABI 3). */
+typedef enum VMZNetworkKind {
+    /** NAT to the host's network (QEMU user-mode networking; macOS NAT),
+     *  with optional host port forwards (Linux only). */
+    VMZ_NETWORK_NAT = 0,
+    /** "Bring your own network": Ethernet frames, one per datagram, over a
+     *  connected datagram socket the caller passes (one end of
+     *  socketpair(AF_UNIX, SOCK_DGRAM)); a user-space network stack or
+     *  another VM is at the other end. */
+    VMZ_NETWORK_SOCKET = 1,
+} VMZNetworkKind;
+
+/** VMZPortForward.protocol (ABI 3). */
+typedef enum VMZProtocol {
+    VMZ_PROTOCOL_TCP = 0,
+    VMZ_PROTOCOL_UDP = 1,
+} VMZProtocol;
+
+/** A host port forwarded to the guest on a NAT network (ABI 3, Linux). */
+typedef struct VMZPortForward {
+    /** sizeof(VMZPortForward) as the caller knows it. Required. */
+    uint32_t struct_size;
+    /** A VMZProtocol. */
+    uint32_t protocol;
+    /** The host's IPv4 address to listen on, or NULL for 127.0.0.1 (only
+     *  this machine can connect; "0.0.0.0" opens it to the network). */
+    const char *host_address;
+    /** The host's port (1-65535). */
+    uint16_t host_port;
+    /** The guest's port (1-65535), on its address on the NAT network. */
+    uint16_t guest_port;
+} VMZPortForward;
+
+/** A virtio network device (ABI 3). */
+typedef struct VMZNetwork {
+    /** sizeof(VMZNetwork) as the caller knows it. Required. */
+    uint32_t struct_size;
+    /** A VMZNetworkKind. */
+    uint32_t kind;
+    /** The device's MAC address, "xx:xx:xx:xx:xx:xx" (unicast), or NULL
+     *  for one the engine picks. Borrowed for the call. */
+    const char *mac_address;
+    /** VMZ_NETWORK_SOCKET: the connected datagram socket; duplicated by
+     *  vmz_create(). Ignored for NAT. */
+    int32_t fd;
+    /** VMZ_NETWORK_NAT: `port_forward_count` forwards (NULL when 0). */
+    const VMZPortForward *port_forwards;
+    uint32_t port_forward_count;
+} VMZNetwork;
+
 /** VMZConfig.vsock_cid: a vsock device whose context id the engine picks. */
 #define VMZ_VSOCK_CID_AUTO 0xffffffffu
 
@@ -420,6 +470,12 @@ typedef struct VMZConfig {
      *  structs (NULL when 0). Borrowed for the call. */
     const VMZShare *shares;
     uint32_t share_count;
+    /** ABI 3: network devices, `network_count` VMZNetwork structs (NULL
+     *  when 0), after the enable_nat one if that is set, in the order the
+     *  guest sees them (eth0, eth1, ...). Borrowed for the call;
+     *  descriptors are duplicated. */
+    const VMZNetwork *networks;
+    uint32_t network_count;
 } VMZConfig;
 
 /** sizeof(VMZConfig) in ABI 1, the smallest struct_size accepted. */

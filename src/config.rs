@@ -79,6 +79,7 @@ pub struct Config {
     disks: Vec<Disk>,
     vsock_cid: u32,
     shares: Vec<Share>,
+    networks: Vec<crate::network::Network>,
 }
 
 /// Builds a [`Config`]. Defaults: no initrd, empty command line, 1 CPU,
@@ -120,6 +121,7 @@ impl Config {
                 disks: Vec::new(),
                 vsock_cid: 0,
                 shares: Vec::new(),
+                networks: Vec::new(),
             },
         }
     }
@@ -241,6 +243,7 @@ impl Config {
             .transpose()?;
         let cmdline = cstring("command line", self.command_line.as_bytes())?;
         let ports = RawPorts::new(&self.serial_ports)?;
+        let networks = crate::network::RawNetworks::new(&self.networks)?;
         let disks = RawDisks::new(&self.disks)?;
         let (disks_ptr, disk_count) = disks.as_raw();
         let shares = RawShares::new(&self.shares)?;
@@ -260,7 +263,8 @@ impl Config {
                 .map_or(sys::VMZ_FD_DEFAULT, |fd| fd.as_raw_fd()),
             cpu_count: self.cpus,
             memory_size: self.memory,
-            enable_nat: self.nat,
+            // Networks of their own replace the default NAT device.
+            enable_nat: self.nat && self.networks.is_empty(),
             accelerator: self.accelerator.to_raw(),
             boot_options: if self.fast_boot_options {
                 sys::VMZ_BOOT_FAST_OPTIONS
@@ -290,6 +294,12 @@ impl Config {
             disks: disks_ptr,
             disk_count,
             vsock_cid: self.vsock_cid,
+            networks: if networks.networks.is_empty() {
+                std::ptr::null()
+            } else {
+                networks.networks.as_ptr()
+            },
+            network_count: networks.networks.len() as u32,
             shares: shares_ptr,
             share_count,
         };
@@ -480,6 +490,14 @@ impl ConfigBuilder {
     /// Linux and is refused on macOS. See [`GuestArchitecture`].
     pub fn guest_architecture(mut self, architecture: GuestArchitecture) -> Self {
         self.config.guest_architecture = architecture;
+        self
+    }
+
+    /// Adds a network device (see [`Network`](crate::Network)); the first
+    /// one replaces the default NAT device ([`nat`](ConfigBuilder::nat)).
+    /// Up to 8.
+    pub fn network(mut self, network: crate::Network) -> Self {
+        self.config.networks.push(network);
         self
     }
 

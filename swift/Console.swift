@@ -68,7 +68,7 @@ struct SerialPort {
             if ports.contains(where: { $0.name == name }) {
                 throw BridgeError(VMZ_ERROR_DEVICE, "serial port \(i): the name \(quoted(name)) is used twice")
             }
-            try checkSocket(raw.fd, what: "serial port \(quoted(name))")
+            try checkConnectedSocket(raw.fd, datagram: false, what: "serial port \(quoted(name))")
             ports.append(SerialPort(name: name, fd: raw.fd))
         }
         return ports
@@ -89,33 +89,6 @@ struct SerialPort {
                     VMZ_ERROR_DEVICE,
                     "serial port \(index): the name \(quoted(name)) may hold only A-Z a-z 0-9 . _ -")
             }
-        }
-    }
-
-    /// `fd` must be an open, connected stream socket.
-    static func checkSocket(_ fd: Int32, what: String) throws {
-        var type: Int32 = 0
-        var len = socklen_t(MemoryLayout<Int32>.size)
-        if getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 {
-            let e = errno
-            let why = e == EBADF ? "is not open" : e == ENOTSOCK ? "is not a socket" : String(cString: strerror(e))
-            throw BridgeError(VMZ_ERROR_DEVICE, "\(what): descriptor \(fd) \(why) (pass a connected stream socket, e.g. from socketpair)")
-        }
-        #if canImport(Glibc)
-        let stream = Int32(SOCK_STREAM.rawValue)
-        #else
-        let stream = SOCK_STREAM
-        #endif
-        guard type == stream else {
-            throw BridgeError(VMZ_ERROR_DEVICE, "\(what): descriptor \(fd) is not a stream socket")
-        }
-        var addr = sockaddr_storage()
-        var alen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let connected = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &alen) }
-        }
-        guard connected == 0 else {
-            throw BridgeError(VMZ_ERROR_DEVICE, "\(what): socket \(fd) is not connected")
         }
     }
 }

@@ -35,6 +35,9 @@ struct ParsedConfig {
     var cpuCount: Int
     var memorySize: UInt64
     var enableNAT: Bool
+    /// The network devices: the enable_nat one, then VMZConfig.networks.
+    /// Network.swift.
+    var networks: [Network]
     var accelerator: Accelerator
     var fastBootOptions: Bool
     /// The console device; nil for a caller of ABI 1 or 2 (the engine's
@@ -97,6 +100,7 @@ struct ParsedConfig {
         cpuCount = Int(c.cpu_count)
         memorySize = c.memory_size
         enableNAT = c.enable_nat
+        networks = try Network.parse(c)
         guard let accel = Accelerator(rawValue: c.accelerator) else {
             throw BridgeError(VMZ_ERROR_ACCELERATOR, "unknown accelerator value \(c.accelerator)")
         }

@@ -147,6 +147,36 @@ func forEachLine(ofFile path: String, _ body: (String) -> Bool) {
     }
 }
 
+/// `fd` must be an open, connected socket of the given type (stream, or
+/// datagram: Ethernet frames one per datagram).
+func checkConnectedSocket(_ fd: Int32, datagram: Bool, what: String) throws {
+    let kind = datagram ? "datagram" : "stream"
+    let example = datagram ? "socketpair(AF_UNIX, SOCK_DGRAM)" : "socketpair(AF_UNIX, SOCK_STREAM)"
+    var type: Int32 = 0
+    var len = socklen_t(MemoryLayout<Int32>.size)
+    if getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 {
+        let e = errno
+        let why = e == EBADF ? "is not open" : e == ENOTSOCK ? "is not a socket" : String(cString: strerror(e))
+        throw BridgeError(VMZ_ERROR_DEVICE, "\(what): descriptor \(fd) \(why) (pass a connected \(kind) socket, e.g. from \(example))")
+    }
+    #if canImport(Glibc)
+    let wanted = datagram ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
+    #else
+    let wanted = datagram ? SOCK_DGRAM : SOCK_STREAM
+    #endif
+    guard type == wanted else {
+        throw BridgeError(VMZ_ERROR_DEVICE, "\(what): descriptor \(fd) is not a \(kind) socket")
+    }
+    var addr = sockaddr_storage()
+    var alen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let connected = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &alen) }
+    }
+    guard connected == 0 else {
+        throw BridgeError(VMZ_ERROR_DEVICE, "\(what): socket \(fd) is not connected")
+    }
+}
+
 #if os(Linux)
 /// A new private directory (0700) for a VM's sockets, with a short path
 /// (sockaddr_un holds 108 bytes).

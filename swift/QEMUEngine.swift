@@ -37,6 +37,8 @@ final class QEMUEngine: VMEngine {
     var vsock: QEMUVsock?
     /// Duplicates of the serial ports' sockets, owned here (QEMUConsole.swift).
     var portFDs: [Int32] = []
+    /// Duplicates of the socket networks' sockets, owned here (QEMUNetwork.swift).
+    var networkFDs: [Int32] = []
 
     // Run time, on `queue`.
     private var pid: pid_t = -1
@@ -243,6 +245,7 @@ final class QEMUEngine: VMEngine {
             output = try SerialDescriptor(
                 of: config.outputFD == VMZ_FD_DEFAULT ? STDOUT_FILENO : config.outputFD, reading: false)
             for port in config.serialPorts { portFDs.append(try duplicate(port.fd)) }
+            for net in config.networks where net.kind == .socket { networkFDs.append(try duplicate(net.fd)) }
         } catch {
             closeSerial()
             throw error
@@ -257,8 +260,9 @@ final class QEMUEngine: VMEngine {
     private func closeSerial() {
         input?.close()
         output?.close()
-        for fd in portFDs { close(fd) }
+        for fd in portFDs + networkFDs { close(fd) }
         portFDs = []
+        networkFDs = []
     }
 
     func start(completion: @escaping (BridgeError?) -> Void) {
@@ -290,10 +294,7 @@ final class QEMUEngine: VMEngine {
         args += vsock?.qemuArguments ?? []
         args += balloonArguments()
         args += ["-chardev", "socket,id=qmp,fd=\(ChildFD.qmp),server=on,wait=off", "-mon", "chardev=qmp,mode=control"]
-        if config.enableNAT {
-            // User-mode networking: outbound NAT, no host port forwards.
-            args += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile="]
-        }
+        args += networkArguments(pass: pass)
         args += QEMUDisks.arguments(config.disks, childFDs: disks.map(pass))
         args += QEMUShares.arguments(config.shares, childFDs: shares.map(pass))
         return args

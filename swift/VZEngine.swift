@@ -81,6 +81,12 @@ final class VZEngine: VMEngine {
                 "the 8250 console (VMZ_CONSOLE_SERIAL, ttyS0) is Linux-only; Virtualization.framework's console is virtio (hvc0)"
             )
         }
+        if config.networks.contains(where: { !$0.forwards.isEmpty }) {
+            throw BridgeError(
+                VMZ_ERROR_DEVICE,
+                "host port forwards are Linux-only (QEMU's NAT); Virtualization.framework's NAT has none: bring your own network (a socket network) instead"
+            )
+        }
         if config.vsockCID != 0 && config.vsockCID != VMZ_VSOCK_CID_AUTO {
             throw BridgeError(
                 VMZ_ERROR_DEVICE,
@@ -203,11 +209,7 @@ final class VZEngine: VMEngine {
             serial.attachment = VZFileHandleSerialPortAttachment(
                 fileHandleForReading: reading, fileHandleForWriting: writing)
             configuration.serialPorts = [serial]
-            if config.enableNAT {
-                let network = VZVirtioNetworkDeviceConfiguration()
-                network.attachment = VZNATNetworkDeviceAttachment()
-                configuration.networkDevices = [network]
-            }
+            configuration.networkDevices = try config.networks.map(VZEngine.networkDevice)
             if config.entropy {
                 configuration.entropyDevices = [VZVirtioEntropyDeviceConfiguration()]
             }
@@ -233,6 +235,26 @@ final class VZEngine: VMEngine {
             return vm
         }
         observer.engine = self
+    }
+
+    /// A network device: NAT, or the caller's datagram socket (a duplicate,
+    /// closed with the attachment). Port forwards were refused by validate.
+    private static func networkDevice(_ net: Network) throws -> VZVirtioNetworkDeviceConfiguration {
+        let device = VZVirtioNetworkDeviceConfiguration()
+        switch net.kind {
+        case .nat:
+            device.attachment = VZNATNetworkDeviceAttachment()
+        case .socket:
+            let handle = FileHandle(fileDescriptor: try duplicate(net.fd), closeOnDealloc: true)
+            device.attachment = VZFileHandleNetworkDeviceAttachment(fileHandle: handle)
+        }
+        if let mac = net.mac {
+            guard let address = VZMACAddress(string: mac) else {
+                throw BridgeError(VMZ_ERROR_DEVICE, "MAC address \(mac) was refused by Virtualization.framework")
+            }
+            device.macAddress = address
+        }
+        return device
     }
 
     /// Memory balloon: the framework's target (a request; the guest acts on

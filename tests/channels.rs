@@ -403,3 +403,126 @@ fn vsock_abi_refuses_null_handles_and_callbacks() {
     assert!(!unsafe { sys::vmz_vsock_stop_listening(std::ptr::null_mut(), 1, &mut err) });
     assert_eq!(take(err), ErrorCode::InvalidArgument);
 }
+
+/// Networks on one boot: NAT with a TCP port forward reaching a server in
+/// the guest (eth0), and a datagram-socket network (eth1, a caller-chosen
+/// MAC) carrying frames both ways between the guest and this test: the
+/// guest's ARP request arrives from its MAC, the test's ARP reply lets the
+/// guest send its IP packet.
+#[test]
+fn port_forward_and_socket_network() {
+    let _serial = common::serial();
+    let g = guest();
+    let before = Resources::now();
+    {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (harness, vm_end) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let guest_mac = [0x52, 0x54, 0x00, 0xaa, 0xbb, 0x02];
+        let my_mac = [0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01];
+        let builder = guest_builder(&g.kernel)
+            .network(vmz::Network::nat().forward(vmz::Protocol::Tcp, port, 8080))
+            .network(vmz::Network::socket(vm_end).mac("52:54:00:AA:BB:02"));
+        common::boot_with(builder, |console| {
+            // The forward: 127.0.0.1:port -> an echo server in the guest.
+            console.send_line("net");
+            console.expect("vmz-guest: net 10.0.2.15", BOOT_TIMEOUT);
+            console.send_line("run nc -ll -p 8080 -e /bin/cat &");
+            console.expect("vmz-guest: run done", BOOT_TIMEOUT);
+            let mut s = None;
+            let mut reply = [0u8; 5];
+            // (slirp accepts at once; the guest's server may still start)
+            assert!(eventually(Duration::from_secs(20), || {
+                let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let ok = c.write_all(b"ping\n").is_ok() && c.read_exact(&mut reply).is_ok();
+                s = Some(c);
+                ok
+            }));
+            drop(s);
+            assert_eq!(&reply, b"ping\n");
+
+            // The socket network.
+            let before = console.text().len();
+            console.send_line(
+                "run ip link set eth1 up && ip addr add 10.9.0.2/24 dev eth1 && (ping -c 1 -W 5 10.9.0.1 >/dev/null 2>&1 &)",
+            );
+            console.expect_after(before, "vmz-guest: run done rc=0", BOOT_TIMEOUT);
+            harness.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
+            let mut frame = [0u8; 2048];
+            // The first ARP request for 10.9.0.1 (IPv6 noise is skipped).
+            let arp = loop {
+                let n = harness.recv(&mut frame).expect("a frame from the guest");
+                if n >= 42 && frame[12..14] == [0x08, 0x06] && frame[38..42] == [10, 9, 0, 1] {
+                    break frame[..n].to_vec();
+                }
+            };
+            assert_eq!(arp[6..12], guest_mac, "the frame comes from the chosen MAC");
+            let mut answer = Vec::new();
+            answer.extend_from_slice(&guest_mac);
+            answer.extend_from_slice(&my_mac);
+            answer.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+            answer.extend_from_slice(&my_mac);
+            answer.extend_from_slice(&[10, 9, 0, 1]);
+            answer.extend_from_slice(&guest_mac);
+            answer.extend_from_slice(&[10, 9, 0, 2]);
+            answer.resize(60, 0);
+            harness.send(&answer).unwrap();
+            // With our MAC learnt, the guest sends its ping to it.
+            loop {
+                let n = harness.recv(&mut frame).expect("the guest's IP packet");
+                if n >= 34 && frame[12..14] == [0x08, 0x00] && frame[30..34] == [10, 9, 0, 1] {
+                    assert_eq!(frame[..6], my_mac, "sent to the MAC the test answered with");
+                    break;
+                }
+            }
+        });
+    }
+    before.assert_restored();
+}
+
+/// Bad networks are refused with ErrorCode::Device.
+#[test]
+fn bad_networks_are_refused() {
+    let _serial = common::serial();
+    let g = guest();
+    let (_a, b) = UnixStream::pair().unwrap();
+    let cases: Vec<(vmz::ConfigBuilder, &str)> = vec![
+        (
+            guest_builder(&g.kernel).network(vmz::Network::nat().mac("52:54:00:00:00")),
+            "is not six hex octets",
+        ),
+        (
+            guest_builder(&g.kernel).network(vmz::Network::nat().mac("01:00:5e:00:00:01")),
+            "multicast",
+        ),
+        (
+            guest_builder(&g.kernel).network(vmz::Network::socket(b)),
+            "is not a datagram socket",
+        ),
+        (
+            guest_builder(&g.kernel).network(
+                vmz::Network::nat()
+                    .forward(vmz::Protocol::Tcp, 2222, 22)
+                    .forward(vmz::Protocol::Tcp, 2222, 23),
+            ),
+            "forwarded twice",
+        ),
+        (
+            guest_builder(&g.kernel).network(vmz::Network::nat().forward(
+                vmz::Protocol::Udp,
+                0,
+                53,
+            )),
+            "ports must be 1 to 65535",
+        ),
+    ];
+    for (builder, words) in cases {
+        let e = builder.build().unwrap().validate().expect_err(words);
+        assert_eq!(e.code(), ErrorCode::Device, "{e}");
+        assert!(e.to_string().contains(words), "{words:?} not in {e}");
+    }
+}

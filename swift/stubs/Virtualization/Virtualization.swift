@@ -231,6 +231,7 @@ open class VZVirtioSocketConnection: NSObject {
 open class VZNetworkDeviceConfiguration: NSObject {
     internal init(stubBase: Void) { fatalError() }
     open var attachment: VZNetworkDeviceAttachment? { get { fatalError() } set { fatalError() } }
+    open var macAddress: VZMACAddress { get { fatalError() } set { fatalError() } }
 }
 
 @available(macOS 11.0, *)
@@ -246,6 +247,18 @@ open class VZNetworkDeviceAttachment: NSObject {
 @available(macOS 11.0, *)
 open class VZNATNetworkDeviceAttachment: VZNetworkDeviceAttachment {
     public init() { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZFileHandleNetworkDeviceAttachment: VZNetworkDeviceAttachment {
+    public init(fileHandle: FileHandle) { fatalError() }
+    open var fileHandle: FileHandle { fatalError() }
+}
+
+@available(macOS 11.0, *)
+open class VZMACAddress: NSObject {
+    public init?(string: String) { fatalError() }
+    open var string: String { fatalError() }
 }
 
 // MARK: - Entropy

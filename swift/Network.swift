@@ -1,0 +1,133 @@
+// The network devices of a config (VMZConfig.networks), parsed and checked
+// for everything that does not depend on the engine.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A host port forwarded to the guest (NAT, Linux).
+struct PortForward: Equatable {
+    var udp: Bool
+    var hostAddress: String
+    var hostPort: UInt16
+    var guestPort: UInt16
+}
+
+/// One virtio network device.
+struct Network {
+    enum Kind { case nat, socket }
+    var kind: Kind
+    /// Lower-case "xx:xx:xx:xx:xx:xx", or nil for the engine's choice.
+    var mac: String?
+    /// The caller's datagram socket (borrowed; .socket only).
+    var fd: Int32
+    var forwards: [PortForward]
+
+    /// Most network devices per VM.
+    static let maxCount = 8
+
+    /// The networks of a config: the enable_nat one first, then the list.
+    static func parse(_ c: VMZConfig) throws -> [Network] {
+        var out: [Network] = []
+        if c.enable_nat { out.append(Network(kind: .nat, mac: nil, fd: -1, forwards: [])) }
+        let count = Int(c.network_count)
+        if count == 0 { return out }
+        guard let base = c.networks else {
+            throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "networks is NULL but network_count is \(count)")
+        }
+        guard out.count + count <= maxCount else {
+            throw BridgeError(VMZ_ERROR_DEVICE, "\(out.count + count) network devices; at most \(maxCount) are supported")
+        }
+        let minimum = MemoryLayout<VMZNetwork>.size
+        for i in 0..<count {
+            let raw = base[i]
+            let what = "network \(i)"
+            guard Int(raw.struct_size) >= minimum else {
+                throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "\(what): struct_size is \(raw.struct_size), expected at least \(minimum)")
+            }
+            var net = Network(kind: .nat, mac: nil, fd: -1, forwards: [])
+            switch raw.kind {
+            case UInt32(VMZ_NETWORK_NAT.rawValue): net.kind = .nat
+            case UInt32(VMZ_NETWORK_SOCKET.rawValue): net.kind = .socket
+            default: throw BridgeError(VMZ_ERROR_DEVICE, "\(what): unknown kind \(raw.kind) (VMZ_NETWORK_NAT or VMZ_NETWORK_SOCKET)")
+            }
+            if let m = raw.mac_address {
+                guard let text = String(validatingCString: m) else {
+                    throw BridgeError(VMZ_ERROR_DEVICE, "\(what): the MAC address is not valid UTF-8")
+                }
+                net.mac = try parseMAC(text, what: what)
+                if out.contains(where: { $0.mac == net.mac }) {
+                    throw BridgeError(VMZ_ERROR_DEVICE, "\(what): MAC address \(text) is used twice")
+                }
+            }
+            if net.kind == .socket {
+                try checkConnectedSocket(raw.fd, datagram: true, what: what)
+                net.fd = raw.fd
+                guard raw.port_forward_count == 0 else {
+                    throw BridgeError(VMZ_ERROR_DEVICE, "\(what): port forwards are for NAT networks; a socket network has none")
+                }
+            } else {
+                net.forwards = try parseForwards(raw, what: what, taken: out.flatMap(\.forwards))
+            }
+            out.append(net)
+        }
+        return out
+    }
+
+    /// "52:54:00:12:34:56" (any case): six hex octets, unicast.
+    static func parseMAC(_ text: String, what: String) throws -> String {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        let octets = parts.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
+        guard parts.count == 6, octets.count == 6 else {
+            throw BridgeError(VMZ_ERROR_DEVICE, "\(what): MAC address \(quoted(text)) is not six hex octets like 52:54:00:12:34:56")
+        }
+        guard octets[0] & 1 == 0 else {
+            throw BridgeError(VMZ_ERROR_DEVICE, "\(what): MAC address \(text) is a multicast address (the first octet is odd)")
+        }
+        return octets.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: ":")
+    }
+
+    private static func parseForwards(_ raw: VMZNetwork, what: String, taken: [PortForward]) throws -> [PortForward] {
+        let count = Int(raw.port_forward_count)
+        if count == 0 { return [] }
+        guard let base = raw.port_forwards else {
+            throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "\(what): port_forwards is NULL but port_forward_count is \(count)")
+        }
+        var out: [PortForward] = []
+        let minimum = MemoryLayout<VMZPortForward>.size
+        for i in 0..<count {
+            let f = base[i]
+            let fw = "\(what), port forward \(i)"
+            guard Int(f.struct_size) >= minimum else {
+                throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "\(fw): struct_size is \(f.struct_size), expected at least \(minimum)")
+            }
+            guard f.protocol == UInt32(VMZ_PROTOCOL_TCP.rawValue) || f.protocol == UInt32(VMZ_PROTOCOL_UDP.rawValue) else {
+                throw BridgeError(VMZ_ERROR_DEVICE, "\(fw): unknown protocol \(f.protocol) (VMZ_PROTOCOL_TCP or VMZ_PROTOCOL_UDP)")
+            }
+            var address = "127.0.0.1"
+            if let a = f.host_address {
+                guard let s = String(validatingCString: a) else {
+                    throw BridgeError(VMZ_ERROR_DEVICE, "\(fw): the host address is not valid UTF-8")
+                }
+                var addr = in_addr()
+                guard inet_pton(AF_INET, s, &addr) == 1 else {
+                    throw BridgeError(VMZ_ERROR_DEVICE, "\(fw): host address \(quoted(s)) is not an IPv4 address like 127.0.0.1")
+                }
+                address = s
+            }
+            guard f.host_port != 0, f.guest_port != 0 else {
+                throw BridgeError(VMZ_ERROR_DEVICE, "\(fw): ports must be 1 to 65535 (host \(f.host_port), guest \(f.guest_port))")
+            }
+            let forward = PortForward(
+                udp: f.protocol == UInt32(VMZ_PROTOCOL_UDP.rawValue), hostAddress: address,
+                hostPort: f.host_port, guestPort: f.guest_port)
+            if (taken + out).contains(where: { $0.udp == forward.udp && $0.hostPort == forward.hostPort }) {
+                throw BridgeError(VMZ_ERROR_DEVICE, "\(fw): host port \(forward.udp ? "udp" : "tcp") \(forward.hostPort) is forwarded twice")
+            }
+            out.append(forward)
+        }
+        return out
+    }
+}
