@@ -37,6 +37,8 @@ echo "== raw bindings up to date (scripts/bindings.sh --check)"
 scripts/bindings.sh --check
 echo "== docs as docs.rs builds them: no swiftc, no libclang (scripts/docs.sh)"
 scripts/docs.sh
+echo "== what cargo package would publish (scripts/package-check.sh)"
+scripts/package-check.sh
 echo "== macOS engine type-check (against swift/stubs/Virtualization)"
 # Run through its run bit, so that losing the bit fails here, loudly.
 if [ ! -x scripts/typecheck-macos.sh ]; then
