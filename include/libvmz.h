@@ -504,10 +504,11 @@ typedef void (*VMZCompletionCallback)(void *context, VMZErrorRef error);
 
 /**
  * VM-level callbacks, registered with vmz_create(). Every pointer may be
- * NULL. Of guest_did_stop and did_stop_with_error at most one fires, at most
- * once: they report that the VM ended on its own (the guest powered off, or
- * an error). A stop the caller forced with vmz_force_stop() is reported by
- * that call's completion, not here.
+ * NULL. Of guest_did_stop and did_stop_with_error (ABI 1) at most one fires,
+ * at most once: they report that the VM ended on its own (the guest powered
+ * off or rebooted, or an error); a stop the caller forced is reported by
+ * that call's completion, not there. did_end (ABI 3) reports every end,
+ * forced ones included, with its reason.
  */
 typedef struct VMZCallbacks {
     /** sizeof(VMZCallbacks) as the caller knows it. Required. */
