@@ -5,7 +5,12 @@
 //! cargo run --example boot -- --arch arm64 # its arm64 twin (qemu-system-aarch64)
 //! cargo run --example boot -- --kernel K --initrd I --cmdline "console=hvc0" \
 //!     --cpus 2 --memory 512 --no-net --accel tcg --fast-boot
+//! cargo run --example boot -- --disk data.img --disk ro:base.img \
+//!     --share ~/src:src --share ro:/usr/share/doc:doc
 //! ```
+//!
+//! In the test guest: `disks` lists the disks, `share-mount src` mounts a
+//! share on /mnt/src (see scripts/guest-init.sh for the other commands).
 //!
 //! With no `--kernel`, it boots the guest that `scripts/make-guest.sh`
 //! builds (and runs that script first if the guest is missing); with
@@ -22,7 +27,7 @@ use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use vmz::{Accelerator, Config, Exit, GuestArchitecture, Machine};
+use vmz::{Accelerator, Config, Disk, Exit, GuestArchitecture, Machine, Share};
 
 static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
 
@@ -40,11 +45,21 @@ struct Args {
     accel: Accelerator,
     fast_boot: bool,
     arch: GuestArchitecture,
+    disks: Vec<Disk>,
+    shares: Vec<Share>,
 }
 
 const USAGE: &str = "usage: boot [--kernel PATH] [--initrd PATH] [--cmdline TEXT] \
 [--cpus N] [--memory MIB] [--no-net] [--accel auto|hardware|software] [--fast-boot] \
-[--arch host|x86_64|arm64]";
+[--arch host|x86_64|arm64] [--disk [ro:]IMAGE]... [--share [ro:]DIR:TAG]...";
+
+/// `ro:` before a disk or share: read-only.
+fn read_only_prefix(value: &str) -> (bool, &str) {
+    match value.strip_prefix("ro:") {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    }
+}
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -57,6 +72,8 @@ fn parse_args() -> Result<Args, String> {
         accel: Accelerator::Auto,
         fast_boot: false,
         arch: GuestArchitecture::Host,
+        disks: Vec::new(),
+        shares: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -86,6 +103,19 @@ fn parse_args() -> Result<Args, String> {
                     "arm64" | "aarch64" => GuestArchitecture::Arm64,
                     other => return Err(format!("unknown architecture {other}")),
                 }
+            }
+            "--disk" => {
+                let value = value()?;
+                let (ro, path) = read_only_prefix(&value);
+                args.disks.push(Disk::new(path).read_only(ro));
+            }
+            "--share" => {
+                let value = value()?;
+                let (ro, spec) = read_only_prefix(&value);
+                let (dir, tag) = spec
+                    .rsplit_once(':')
+                    .ok_or(format!("--share {value}: expected DIR:TAG"))?;
+                args.shares.push(Share::new(dir, tag).read_only(ro));
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
@@ -186,6 +216,12 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .serial_input(reader);
     if let Some(initrd) = initrd {
         builder = builder.initrd(initrd);
+    }
+    for disk in args.disks {
+        builder = builder.disk(disk);
+    }
+    for share in args.shares {
+        builder = builder.share(share);
     }
     let config = builder.build().map_err(|e| e.to_string())?;
 
