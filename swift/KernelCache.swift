@@ -16,13 +16,13 @@
 // per kernel, natively, and the result is kept in a cache keyed by the
 // compressed file's content (FNV-1a 64 and size), so the next VM with the
 // same kernel, from any process, starts with no decompression at all.
-// Entries are complete files only (written aside, then renamed), created
-// with mode 0600 in a 0700 directory. Within a process, a file seen before
-// (same device, inode, size, modification and change times) is not read and
-// hashed again: the next VM finds its entry at once.
+// What the cache trusts (the directory's owner and mode, a record per entry),
+// how entries are made durable, and why a warm lookup reads no kernel:
+// KernelCacheStore.swift.
 //
-// Cache directory: $VMZ_KERNEL_CACHE, else $XDG_CACHE_HOME/vmz/kernels,
-// else ~/Library/Caches/vmz/kernels (macOS) or ~/.cache/vmz/kernels.
+// Cache directory: $VMZ_KERNEL_CACHE (absolute), else
+// $XDG_CACHE_HOME/vmz/kernels, else ~/Library/Caches/vmz/kernels (macOS) or
+// ~/.cache/vmz/kernels.
 
 #if canImport(Glibc)
 import Glibc
@@ -39,7 +39,7 @@ enum KernelCache {
     static func uncompressed(for path: String) -> String? {
         // The header first: an ELF vmlinux (tens of MB) is not read whole.
         guard (try? KernelFormat(path: path)) == .bzImage, let found = lookup(path, "vmlinux") else { return nil }
-        let data: [UInt8], identity: FileIdentity
+        let data: [UInt8], identity: stat
         switch found {
         case .hit(let target): return target
         case .content(let d, let i): (data, identity) = (d, i)
@@ -47,9 +47,7 @@ enum KernelCache {
         guard data.count > 0x250 else { return nil }
         do {
             let (payload, tool) = try bzImagePayload(data)
-            return remember(
-                identity, "vmlinux",
-                try cached(data, source: path, suffix: "vmlinux", stream: payload, tool: tool, expect: elfMagic))
+            return try cached(data, identity, source: path, suffix: "vmlinux", stream: payload, tool: tool, expect: elfMagic)
         } catch let e as BridgeError {
             log(.warn, "kernel cache: booting \(quoted(path)) as it is: \(e.message)")
         } catch {}
@@ -92,16 +90,14 @@ enum KernelCache {
         guard let found = lookup(path, "Image") else {
             throw BridgeError(VMZ_ERROR_KERNEL, "kernel \(quoted(path)) cannot be read")
         }
-        let data: [UInt8], identity: FileIdentity
+        let data: [UInt8], identity: stat
         switch found {
         case .hit(let target): return target
         case .content(let d, let i): (data, identity) = (d, i)
         }
         do {
             let (compressed, tool) = try stream(data)
-            return remember(
-                identity, "Image",
-                try cached(data, source: path, suffix: "Image", stream: compressed, tool: tool, expect: nil))
+            return try cached(data, identity, source: path, suffix: "Image", stream: compressed, tool: tool, expect: nil)
         } catch let e as BridgeError {
             throw BridgeError(
                 VMZ_ERROR_KERNEL, "kernel \(quoted(path)) cannot be decompressed as \(packing): \(e.message)")
@@ -113,19 +109,25 @@ enum KernelCache {
     /// The cached decompression of `stream` (part of `data`, the file's
     /// content) by `tool`, made now if it is not there yet.
     private static func cached(
-        _ data: [UInt8], source: String, suffix: String, stream: ArraySlice<UInt8>, tool: String, expect: [UInt8]?
+        _ data: [UInt8], _ identity: stat, source: String, suffix: String, stream: ArraySlice<UInt8>, tool: String,
+        expect: [UInt8]?
     ) throws -> String {
-        let dir = try directory()
+        let dir = try KernelCacheStore.directory()
         let key = String(vmz_fnv1a64(data, UInt(data.count)), radix: 16) + "-" + String(data.count)
         let target = "\(dir)/\(key).\(suffix)"
-        if access(target, R_OK) == 0 {
+        if KernelCacheStore.verified(target, magic: expect) {
             log(.debug, "kernel cache: \(quoted(source)) -> \(quoted(target))")
-            return target
+        } else {
+            try unpack(stream, tool: tool, into: target, directory: dir, expect: expect)
+            try KernelCacheStore.record(target, in: dir)
+            log(.info, "kernel cache: decompressed \(quoted(source)) into \(quoted(target))")
         }
-        try unpack(stream, tool: tool, into: target, directory: dir, expect: expect)
-        log(.info, "kernel cache: decompressed \(quoted(source)) into \(quoted(target))")
+        KernelCacheStore.point(identity, suffix, at: target, in: dir)
         return target
     }
+
+    /// The magic an entry of `suffix` starts with (nil: not checked).
+    private static func magic(_ suffix: String) -> [UInt8]? { suffix == "vmlinux" ? elfMagic : nil }
 
     /// The compressed payload of a bzImage and the tool that unpacks it.
     private static func bzImagePayload(_ data: [UInt8]) throws -> (ArraySlice<UInt8>, String) {
@@ -154,99 +156,26 @@ enum KernelCache {
     }
 
     /// The cache directory, created (0700) if needed.
-    private static func directory() throws -> String {
-        let dir: String
-        if let d = environment("VMZ_KERNEL_CACHE") {
-            dir = d
-        } else if let x = environment("XDG_CACHE_HOME") {
-            dir = x + "/vmz/kernels"
-        } else if let h = environment("HOME") {
-            #if os(macOS)
-            dir = h + "/Library/Caches/vmz/kernels"
-            #else
-            dir = h + "/.cache/vmz/kernels"
-            #endif
-        } else {
-            throw BridgeError(VMZ_ERROR_KERNEL, "no cache directory: none of VMZ_KERNEL_CACHE, XDG_CACHE_HOME, HOME is set")
-        }
-        var prefix = ""
-        for part in dir.split(separator: "/", omittingEmptySubsequences: true) {
-            prefix += "/" + part
-            if mkdir(prefix, 0o700) != 0 && errno != EEXIST {
-                throw BridgeError.system("mkdir", errno, quoted(prefix))
-            }
-        }
-        return dir
-    }
-
-    /// What identifies a file's version without reading it.
-    private struct FileIdentity: Hashable {
-        var device: UInt64, inode: UInt64, size: Int64
-        var modified: Int64, modifiedNanos: Int64, changed: Int64, changedNanos: Int64
-
-        init(_ st: stat) {
-            device = UInt64(st.st_dev)
-            inode = UInt64(st.st_ino)
-            size = Int64(st.st_size)
-            #if os(Linux)
-            (modified, modifiedNanos) = (Int64(st.st_mtim.tv_sec), Int64(st.st_mtim.tv_nsec))
-            (changed, changedNanos) = (Int64(st.st_ctim.tv_sec), Int64(st.st_ctim.tv_nsec))
-            #else
-            (modified, modifiedNanos) = (Int64(st.st_mtimespec.tv_sec), Int64(st.st_mtimespec.tv_nsec))
-            (changed, changedNanos) = (Int64(st.st_ctimespec.tv_sec), Int64(st.st_ctimespec.tv_nsec))
-            #endif
-        }
-    }
-
-    private struct MemoKey: Hashable {
-        var identity: FileIdentity
-        var suffix: String
-    }
-
-    /// Files seen by this process, and their cache entries.
-    private final class Memo: @unchecked Sendable {
-        private let lock = Lock()
-        private var entries: [MemoKey: String] = [:]
-
-        subscript(key: MemoKey) -> String? {
-            get { lock.withLock { entries[key] } }
-            set { lock.withLock { entries[key] = newValue } }
-        }
-    }
-
-    private static let memo = Memo()
-
-    /// The entry remembered for this file version, if it still exists.
-    private static func remembered(_ identity: FileIdentity, _ suffix: String) -> String? {
-        guard let target = memo[MemoKey(identity: identity, suffix: suffix)], access(target, R_OK) == 0 else {
-            return nil
-        }
-        return target
-    }
-
-    private static func remember(_ identity: FileIdentity, _ suffix: String, _ target: String) -> String {
-        memo[MemoKey(identity: identity, suffix: suffix)] = target
-        return target
-    }
-
     private enum Lookup {
         /// The entry this process made or found for this version of the file.
         case hit(String)
         /// The file's content, to find or make its entry from.
-        case content([UInt8], FileIdentity)
+        case content([UInt8], stat)
     }
 
     /// The remembered entry (`suffix`) for the file at `path`, else its
     /// content and identity, both from one open descriptor; nil if it
     /// cannot be read.
     private static func lookup(_ path: String, _ suffix: String) -> Lookup? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
+        guard let fd = try? openRegularFile(path, VMZ_ERROR_KERNEL, "kernel") else { return nil }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_size > 0, st.st_size < 512 << 20 else { return nil }
-        let identity = FileIdentity(st)
-        if let target = remembered(identity, suffix) { return .hit(target) }
+        let t0 = monotonicMicroseconds()
+        if let target = KernelCacheStore.pointed(st, suffix, magic: magic(suffix)) {
+            log(.debug, "kernel cache: \(quoted(path)) -> \(quoted(target)) (warm lookup: \(monotonicMicroseconds() - t0) us)")
+            return .hit(target)
+        }
         var data = [UInt8](repeating: 0, count: Int(st.st_size))
         var done = 0
         while done < data.count {
@@ -255,20 +184,17 @@ enum KernelCache {
             if n <= 0 { return nil }
             done += n
         }
-        return .content(data, identity)
+        return .content(data, st)
     }
 
     private static func le32(_ d: [UInt8], _ at: Int) -> Int {
         Int(d[at]) | Int(d[at + 1]) << 8 | Int(d[at + 2]) << 16 | Int(d[at + 3]) << 24
     }
 
-    /// Writes `bytes` to a new file; returns its descriptor, rewound.
+    /// Writes `bytes` to a new temporary file; returns its descriptor,
+    /// rewound.
     private static func temporary(_ dir: String, _ bytes: ArraySlice<UInt8>?) throws -> (Int32, String) {
-        var template = Array("\(dir)/.unpack-XXXXXX".utf8CString)
-        let fd = mkstemp(&template)
-        if fd < 0 { throw BridgeError.system("mkstemp", errno, dir) }
-        let name = String(cString: template)
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        let (fd, name) = try KernelCacheStore.temporary(dir)
         if let bytes {
             var done = 0
             while done < bytes.count {
@@ -319,9 +245,10 @@ enum KernelCache {
                 throw BridgeError(VMZ_ERROR_KERNEL, "the decompressed kernel is not in the expected format")
             }
         }
-        // Complete files only: another process may be unpacking the same
-        // kernel; rename() makes whichever finishes first the cached one.
-        guard rename(outputName, target) == 0 else { throw BridgeError.system("rename", errno, target) }
+        // Complete, durable files only: another process may be unpacking
+        // the same kernel; rename() makes whichever finishes last the
+        // cached one (its record follows).
+        try KernelCacheStore.commit(output, outputName, as: target, in: dir)
         keep = true
     }
 

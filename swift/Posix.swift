@@ -201,3 +201,10 @@ func listenUnix(_ path: String, backlog: Int32, what: String) throws -> Int32 {
     return fd
 }
 #endif
+
+/// Microseconds on the monotonic clock (for measurements in log lines).
+func monotonicMicroseconds() -> Int {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int(ts.tv_sec) * 1_000_000 + Int(ts.tv_nsec) / 1000
+}

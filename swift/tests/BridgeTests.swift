@@ -166,13 +166,15 @@ func readBytes(_ path: String) -> [UInt8]? {
 
 func shell(_ command: String) -> Bool { system(command) == 0 }
 
+/// The files in `dir`, without the kernel cache's bookkeeping (entry
+/// records `*.rec` and source pointers `*.ptr`).
 func filesIn(_ dir: String) -> [String] {
     guard let d = opendir(dir) else { return [] }
     defer { closedir(d) }
     var names = [String]()
     while let e = readdir(d) {
         let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-        if name != "." && name != ".." { names.append(name) }
+        if name != "." && name != ".." && !name.hasSuffix(".rec") && !name.hasSuffix(".ptr") { names.append(name) }
     }
     return names.sorted()
 }
