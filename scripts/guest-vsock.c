@@ -1,7 +1,8 @@
 /* vsock tool of vmz's test guest (built static by make-guest.sh; busybox
  * has no AF_VSOCK).
  *   vsock listen PORT echo        echo every connection's bytes back
- *   vsock listen PORT sink        read to end-of-file, answer "got N\n"
+ *   vsock listen PORT sink [N]    read to end-of-file (or N bytes), answer
+ *                                 "got N\n"
  *   vsock listen PORT source N    send N bytes of 'x', then close
  *     (in the background: prints "vmz-guest: vsock listening on PORT",
  *     then serves each connection in a child process, forever)
@@ -37,7 +38,7 @@ static void serve(int c, const char *mode, long long count) {
     } else if (strcmp(mode, "sink") == 0) {
         long long total = 0;
         ssize_t n;
-        while ((n = read(c, buf, sizeof buf)) > 0) total += n;
+        while ((count == 0 || total < count) && (n = read(c, buf, sizeof buf)) > 0) total += n;
         char msg[64];
         int len = snprintf(msg, sizeof msg, "got %lld\n", total);
         write_all(c, msg, (size_t)len);
