@@ -6,7 +6,7 @@
 //! guest's poweroff, the graceful stop (the GPIO power key), the force
 //! stop, a kernel panic, the gzip-compressed Image and an EFI zboot image
 //! through the kernel cache, the entropy device, a named port, vsock both
-//! ways and a virtio-blk disk, and what vmz asks of QEMU.
+//! ways, a virtio-blk disk and a virtio-fs share, and what vmz asks of QEMU.
 
 // These tests boot test guests under QEMU (scripts/make-guest.sh): Linux
 // only. On macOS `cargo test` runs the unit and doc tests.
@@ -183,9 +183,9 @@ fn zboot_image(gzip: &std::path::Path, dir: &std::path::Path) -> std::path::Path
 }
 
 /// An EFI zboot image, unpacked into the kernel cache, boots with the
-/// console on the PL011 (ttyAMA0) and a virtio-blk disk, which the guest
-/// writes; the guest's own poweroff ends the VM as `PoweredOff`, and the
-/// disk holds what it wrote.
+/// console on the PL011 (ttyAMA0), a virtio-blk disk and a virtio-fs
+/// share, which the guest writes; the guest's own poweroff ends the VM as
+/// `PoweredOff`, and the disk and the share hold what it wrote.
 #[test]
 fn zboot_image_on_the_pl011_powers_off_by_itself() {
     let _serial = common::serial();
@@ -200,6 +200,9 @@ fn zboot_image_on_the_pl011_powers_off_by_itself() {
         .unwrap()
         .set_len(8 << 20)
         .unwrap();
+    let shared = dir.0.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("host.txt"), "from-the-host").unwrap();
     let cache = dir.0.join("kernels");
     std::env::set_var("VMZ_KERNEL_CACHE", &cache);
     let before = Resources::now();
@@ -209,7 +212,8 @@ fn zboot_image_on_the_pl011_powers_off_by_itself() {
         let builder = arm64_builder(&zboot)
             .console(ConsoleDevice::Serial)
             .command_line(&cmdline)
-            .disk(vmz::Disk::new(&disk).serial("arm64"));
+            .disk(vmz::Disk::new(&disk).serial("arm64"))
+            .share(vmz::Share::new(&shared, "arm64"));
         let (vm, events, mut console) = boot(builder);
         assert_eq!(
             common::event_names(&events, 2, "the start"),
@@ -239,6 +243,19 @@ fn zboot_image_on_the_pl011_powers_off_by_itself() {
         );
         console.send_line("disk-write vda written-on-arm64");
         console.expect("vmz-guest: disk-write vda ok", BOOT_TIMEOUT);
+        console.send_line("share-mount arm64");
+        console.expect("vmz-guest: share-mount arm64 ok", BOOT_TIMEOUT);
+        console.send_line("share-read arm64 host.txt");
+        console.expect(
+            "vmz-guest: share-read arm64/host.txt [from-the-host]",
+            BOOT_TIMEOUT,
+        );
+        console.send_line("share-write arm64 guest.txt from-arm64");
+        console.expect("vmz-guest: share-write arm64/guest.txt ok", BOOT_TIMEOUT);
+        assert_eq!(
+            std::fs::read_to_string(shared.join("guest.txt")).unwrap(),
+            "from-arm64"
+        );
         console.send_line("poweroff");
         let exit = wait(&vm, BOOT_TIMEOUT);
         assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
