@@ -50,6 +50,28 @@ fn boot(builder: vmz::ConfigBuilder) -> (Machine, std::sync::mpsc::Receiver<Even
     (vm, events, console)
 }
 
+/// The kernel cache's entries in `cache` (each comes with a `.rec` record
+/// and a `.ptr` source pointer, KernelCacheStore.swift): exactly one
+/// unpacked Image, and nothing else than its record and pointer.
+fn cached_images(cache: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let files: Vec<_> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let images: Vec<_> = files
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".Image"))
+        .cloned()
+        .collect();
+    assert_eq!(images.len(), 1, "one cached kernel: {files:?}");
+    assert_eq!(
+        files.len(),
+        3,
+        "the kernel, its record and pointer: {files:?}"
+    );
+    images
+}
+
 /// The gzip-compressed Image (as distributions ship it) is decompressed
 /// once into the kernel cache and boots from there on QEMU's `virt` with
 /// the arguments chosen for TCG; on hvc0 the guest echoes, has an entropy
@@ -76,12 +98,7 @@ fn gzip_image_boots_through_the_cache_and_stops_on_the_power_key() {
             ["State(Starting)", "State(Running)"]
         );
 
-        let cached: Vec<_> = std::fs::read_dir(&cache)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        assert_eq!(cached.len(), 1, "one cached kernel: {cached:?}");
-        assert!(cached[0].to_string_lossy().ends_with(".Image"));
+        let cached = cached_images(&cache);
         assert!(
             std::fs::read(&cached[0]).unwrap() == std::fs::read(&g.kernel).unwrap(),
             "the cached kernel is Image.gz decompressed"
@@ -225,11 +242,7 @@ fn zboot_image_on_the_pl011_powers_off_by_itself() {
             "{}",
             console.text()
         );
-        let cached: Vec<_> = std::fs::read_dir(&cache)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        assert_eq!(cached.len(), 1, "one cached kernel: {cached:?}");
+        let cached = cached_images(&cache);
         assert!(
             std::fs::read(&cached[0]).unwrap() == std::fs::read(&g.kernel).unwrap(),
             "the cached kernel is the zboot image's payload, unpacked"
