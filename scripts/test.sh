@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # the run and says so instead of stalling CI. Each test also bounds its own
 # waits (tests/common/bounded.rs).
 if [ -z "${VMZ_TEST_SH_BOUNDED:-}" ]; then
-    limit="${VMZ_TEST_TIMEOUT:-1200}"
+    limit="${VMZ_TEST_TIMEOUT:-1800}"
     rc=0
     VMZ_TEST_SH_BOUNDED=1 timeout -k 30 "$limit" "$0" "$@" || rc=$?
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
