@@ -65,11 +65,7 @@ struct Disk {
 
     private init(_ r: VMZDisk, index: Int) throws {
         self.index = index
-        guard let cPath = r.path else { throw BridgeError(VMZ_ERROR_DISK, "disk \(index): path is NULL") }
-        guard let path = String(validatingCString: cPath) else {
-            throw BridgeError(VMZ_ERROR_DISK, "disk \(index): path is not valid UTF-8")
-        }
-        guard !path.isEmpty else { throw BridgeError(VMZ_ERROR_DISK, "disk \(index): path is empty") }
+        let path = try cString(r.path, VMZ_ERROR_DISK, "disk \(index): path", required: true)!
         self.path = path
         let name = "disk \(index) \(quoted(path))"
         guard let format = DiskFormat(rawValue: r.format) else {
@@ -81,14 +77,8 @@ struct Disk {
         }
         self.sync = sync
         readOnly = r.read_only
-        serial = nil
-        if let cSerial = r.serial {
-            guard let s = String(validatingCString: cSerial) else {
-                throw BridgeError(VMZ_ERROR_DISK, "\(name): serial is not valid UTF-8")
-            }
-            try Disk.checkSerial(s, name)
-            serial = s
-        }
+        serial = try cString(r.serial, VMZ_ERROR_DISK, "\(name): serial", required: false)
+        if let serial { try Disk.checkSerial(serial, name) }
 
         var st = stat()
         if stat(path, &st) != 0 {

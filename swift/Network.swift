@@ -53,10 +53,7 @@ struct Network {
             case UInt32(VMZ_NETWORK_SOCKET.rawValue): net.kind = .socket
             default: throw BridgeError(VMZ_ERROR_DEVICE, "\(what): unknown kind \(raw.kind) (VMZ_NETWORK_NAT or VMZ_NETWORK_SOCKET)")
             }
-            if let m = raw.mac_address {
-                guard let text = String(validatingCString: m) else {
-                    throw BridgeError(VMZ_ERROR_DEVICE, "\(what): the MAC address is not valid UTF-8")
-                }
+            if let text = try cString(raw.mac_address, VMZ_ERROR_DEVICE, "\(what): the MAC address", required: false) {
                 net.mac = try parseMAC(text, what: what)
                 if out.contains(where: { $0.mac == net.mac }) {
                     throw BridgeError(VMZ_ERROR_DEVICE, "\(what): MAC address \(text) is used twice")
@@ -107,10 +104,7 @@ struct Network {
                 throw BridgeError(VMZ_ERROR_DEVICE, "\(fw): unknown protocol \(f.protocol) (VMZ_PROTOCOL_TCP or VMZ_PROTOCOL_UDP)")
             }
             var address = "127.0.0.1"
-            if let a = f.host_address {
-                guard let s = String(validatingCString: a) else {
-                    throw BridgeError(VMZ_ERROR_DEVICE, "\(fw): the host address is not valid UTF-8")
-                }
+            if let s = try cString(f.host_address, VMZ_ERROR_DEVICE, "\(fw): the host address", required: false) {
                 var addr = in_addr()
                 guard inet_pton(AF_INET, s, &addr) == 1 else {
                     throw BridgeError(VMZ_ERROR_DEVICE, "\(fw): host address \(quoted(s)) is not an IPv4 address like 127.0.0.1")

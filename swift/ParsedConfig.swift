@@ -92,9 +92,9 @@ struct ParsedConfig {
             dst.copyMemory(from: UnsafeRawBufferPointer(start: pointer, count: min(size, dst.count)))
         }
 
-        kernelPath = try ParsedConfig.string(c.kernel_path, "kernel path", required: true)!
-        initrdPath = try ParsedConfig.string(c.initrd_path, "initrd path", required: false)
-        commandLine = try ParsedConfig.string(c.command_line, "command line", required: false) ?? ""
+        kernelPath = try cString(c.kernel_path, VMZ_ERROR_INVALID_ARGUMENT, "kernel path", required: true)!
+        initrdPath = try cString(c.initrd_path, VMZ_ERROR_INVALID_ARGUMENT, "initrd path", required: false)
+        commandLine = try cString(c.command_line, VMZ_ERROR_INVALID_ARGUMENT, "command line", required: false) ?? ""
         inputFD = c.read_pipe_fd
         outputFD = c.write_pipe_fd
         cpuCount = Int(c.cpu_count)
@@ -159,22 +159,6 @@ struct ParsedConfig {
         shares = try Share.parse(c)
     }
 
-    private static func string(
-        _ p: UnsafePointer<CChar>?, _ what: String, required: Bool
-    ) throws -> String? {
-        guard let p else {
-            if required { throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "\(what) is NULL") }
-            return nil
-        }
-        guard let s = String(validatingCString: p) else {
-            throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "\(what) is not valid UTF-8")
-        }
-        if required && s.isEmpty {
-            throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "\(what) is empty")
-        }
-        return s
-    }
-
     /// The file must exist, be a regular file (after symlinks) and readable.
     private static func checkFile(_ path: String, _ code: VMZErrorCode, _ what: String) throws {
         var st = stat()
@@ -214,4 +198,23 @@ struct ParsedConfig {
             throw BridgeError(VMZ_ERROR_SERIAL_FD, "\(what) \(fd) is open for reading only")
         }
     }
+}
+
+/// A string the caller passed through the ABI, checked: NULL is an error
+/// when `required` (nil otherwise), the bytes must be UTF-8, and a required
+/// string must not be empty. Messages start with `what` ("disk 0: path").
+func cString(
+    _ p: UnsafePointer<CChar>?, _ code: VMZErrorCode, _ what: String, required: Bool
+) throws -> String? {
+    guard let p else {
+        if required { throw BridgeError(code, "\(what) is NULL") }
+        return nil
+    }
+    guard let s = String(validatingCString: p) else {
+        throw BridgeError(code, "\(what) is not valid UTF-8")
+    }
+    if required && s.isEmpty {
+        throw BridgeError(code, "\(what) is empty")
+    }
+    return s
 }

@@ -47,16 +47,8 @@ struct Share {
 
     private init(_ r: VMZShare, index: Int) throws {
         self.index = index
-        func string(_ p: UnsafePointer<CChar>?, _ what: String) throws -> String {
-            guard let p else { throw BridgeError(VMZ_ERROR_SHARE, "share \(index): \(what) is NULL") }
-            guard let s = String(validatingCString: p) else {
-                throw BridgeError(VMZ_ERROR_SHARE, "share \(index): \(what) is not valid UTF-8")
-            }
-            guard !s.isEmpty else { throw BridgeError(VMZ_ERROR_SHARE, "share \(index): \(what) is empty") }
-            return s
-        }
-        path = try string(r.path, "path")
-        tag = try string(r.tag, "tag")
+        path = try cString(r.path, VMZ_ERROR_SHARE, "share \(index): path", required: true)!
+        tag = try cString(r.tag, VMZ_ERROR_SHARE, "share \(index): tag", required: true)!
         readOnly = r.read_only
         let bytes = Array(tag.utf8)
         guard bytes.count <= Share.maxTagLength else {
