@@ -58,12 +58,10 @@ struct SerialPort {
                     VMZ_ERROR_INVALID_ARGUMENT,
                     "serial port \(i): struct_size is \(raw.struct_size), expected at least \(minimum)")
             }
-            guard let cName = raw.name else {
-                throw BridgeError(VMZ_ERROR_DEVICE, "serial port \(i): name is NULL")
-            }
-            guard let name = String(validatingCString: cName) else {
-                throw BridgeError(VMZ_ERROR_DEVICE, "serial port \(i): name is not valid UTF-8")
-            }
+            // NULL and UTF-8 checked here, emptiness by checkName (its
+            // message gives the bounds)
+            guard let name = try cString(raw.name, VMZ_ERROR_DEVICE, "serial port \(i): name", required: false)
+            else { throw BridgeError(VMZ_ERROR_DEVICE, "serial port \(i): name is NULL") }
             try checkName(name, index: i)
             if ports.contains(where: { $0.name == name }) {
                 throw BridgeError(VMZ_ERROR_DEVICE, "serial port \(i): the name \(quoted(name)) is used twice")
