@@ -105,7 +105,31 @@ struct Disk {
         // holds the image; the lock is released at once by the close.
         let fd = try openLocked()
         defer { close(fd) }
+        if isBlockDevice { try checkBlockDevice(fd) }
         try checkFormat(fd)
+    }
+
+    /// A block device opens read-write even when the kernel marks it
+    /// read-only (`losetup -r`, a write-protected card), and opens with no
+    /// medium at all (an unbound loop device): both would reach the guest
+    /// as a disk that fails later, so both are refused here.
+    private func checkBlockDevice(_ fd: Int32) throws {
+        #if os(Linux)
+        // <linux/fs.h>: BLKROGET _IO(0x12, 94), BLKGETSIZE64 _IOR(0x12, 114, u64).
+        var kernelReadOnly: Int32 = 0
+        if !readOnly && ioctl(fd, 0x125e, &kernelReadOnly) == 0 && kernelReadOnly != 0 {
+            throw BridgeError(
+                VMZ_ERROR_DISK,
+                "\(name) cannot be opened for writing (the block device is read-only): make the disk read-only, or make the device writable (`blockdev --setrw`)")
+        }
+        var size: UInt64 = 0
+        if ioctl(fd, 0x8008_1272, &size) != 0 {
+            throw BridgeError(VMZ_ERROR_DISK, "\(name): the block device's size cannot be read: \(String(cString: strerror(errno)))")
+        }
+        if size == 0 {
+            throw BridgeError(VMZ_ERROR_DISK, "\(name) is a block device of size 0 (no medium, or a loop device with no file attached)")
+        }
+        #endif
     }
 
     /// 1 to 20 bytes of A-Z a-z 0-9 . _ -: what virtio-blk's serial field

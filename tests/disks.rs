@@ -1,6 +1,6 @@
 //! virtio-blk disks with the real test guest: data written by the guest
 //! stays (read back from the host and in a second boot), a read-only disk
-//! stays untouched, disks appear in order with their serials, qcow2 works,
+//! stays untouched, host block devices (loop devices) work the same way, disks appear in order with their serials, qcow2 works,
 //! a disk another VM uses is refused, and every bad disk is a typed error
 //! that starts nothing and leaves nothing behind.
 
@@ -57,6 +57,50 @@ fn head(path: &Path, n: usize) -> Vec<u8> {
     buf
 }
 
+/// Sends `line` to the guest and waits for `reply`.
+fn ask(console: &mut Console, line: &str, reply: &str) {
+    console.send_line(line);
+    console.expect(reply, BOOT_TIMEOUT);
+}
+
+/// A loop device over an image, detached when dropped (however the test
+/// ends). Needs root (or a user allowed to use `losetup`).
+struct LoopDevice(PathBuf);
+
+impl LoopDevice {
+    /// `losetup -f --show [-r] image`, or None (with a visible `SKIPPED:`
+    /// line) where this process cannot make loop devices.
+    fn attach(image: &Path, kernel_read_only: bool) -> Option<LoopDevice> {
+        let mut cmd = std::process::Command::new("losetup");
+        if kernel_read_only {
+            cmd.arg("-r");
+        }
+        match cmd.args(["-f", "--show"]).arg(image).output() {
+            Ok(out) if out.status.success() => {
+                let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+                Some(LoopDevice(PathBuf::from(dev)))
+            }
+            other => {
+                eprintln!("SKIPPED: block-device disks (cannot make a loop device: {other:?})");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok && !std::thread::panicking() {
+            panic!("losetup -d {} failed", self.0.display());
+        }
+    }
+}
+
 /// Boots the test guest with `disks`, runs `body` with its console, then
 /// has the guest power off (and checks that it did).
 fn boot_with_disks(disks: &[Disk], body: impl FnOnce(&mut Console)) {
@@ -91,43 +135,68 @@ fn guest_writes_persist_read_only_disks_stay_untouched_and_disks_keep_their_orde
     let ro = raw_image(&dir.0.join("ro.img"), 4 * MIB, b"read-only-disk!");
     let qcow = qcow2_image(&dir.0.join("q.qcow2"), 2 * MIB, None);
     let ro_before = std::fs::read(&ro).unwrap();
-    let disks = [
+    let mut disks = vec![
         Disk::new(&data).serial("data"),
         Disk::new(&ro).read_only(true).serial("ro-disk"),
         Disk::new(&qcow)
             .format(DiskFormat::Qcow2)
             .sync(DiskSync::Off),
     ];
+    let mut expected = vec![
+        "vmz-guest: disk vda ro=0 size=16384 serial=data",
+        "vmz-guest: disk vdb ro=1 size=8192 serial=ro-disk",
+        "vmz-guest: disk vdc ro=0 size=4096 serial=",
+    ];
+    // Host block devices: loop devices over scratch images, one
+    // read-write (vdd), one read-only (vde). Detached by their guards
+    // however the test ends.
+    let block_rw_image = raw_image(&dir.0.join("block-rw.img"), 2 * MIB, b"block-by-host");
+    let block_ro_image = raw_image(&dir.0.join("block-ro.img"), MIB, b"block-read-only");
+    let block_ro_before = std::fs::read(&block_ro_image).unwrap();
+    let loops =
+        LoopDevice::attach(&block_rw_image, false).zip(LoopDevice::attach(&block_ro_image, false));
+    if let Some((rw, ro)) = &loops {
+        disks.push(Disk::new(&rw.0).serial("block-rw"));
+        disks.push(Disk::new(&ro.0).read_only(true).serial("block-ro"));
+        expected.push("vmz-guest: disk vdd ro=0 size=4096 serial=block-rw");
+        expected.push("vmz-guest: disk vde ro=1 size=2048 serial=block-ro");
+    }
     let before = Resources::now();
 
     boot_with_disks(&disks, |console| {
         // In order, with their sizes (512-byte sectors), modes and serials.
-        console.send_line("disks");
-        console.expect("vmz-guest: disks done", BOOT_TIMEOUT);
+        ask(console, "disks", "vmz-guest: disks done");
         let text = console.text();
         let listed: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("vmz-guest: disk vd"))
             .collect();
-        assert_eq!(
-            listed,
-            [
-                "vmz-guest: disk vda ro=0 size=16384 serial=data",
-                "vmz-guest: disk vdb ro=1 size=8192 serial=ro-disk",
-                "vmz-guest: disk vdc ro=0 size=4096 serial=",
-            ],
-            "{text}"
+        assert_eq!(listed, expected, "{text}");
+        ask(
+            console,
+            "disk-read vda 15",
+            "vmz-guest: disk-read vda [written-by-host]",
         );
-        console.send_line("disk-read vda 15");
-        console.expect("vmz-guest: disk-read vda [written-by-host]", BOOT_TIMEOUT);
-        console.send_line("disk-write vda written-by-guest");
-        console.expect("vmz-guest: disk-write vda ok", BOOT_TIMEOUT);
-        console.send_line("disk-write vdc qcow2-by-guest");
-        console.expect("vmz-guest: disk-write vdc ok", BOOT_TIMEOUT);
-        console.send_line("disk-read vdb 15");
-        console.expect("vmz-guest: disk-read vdb [read-only-disk!]", BOOT_TIMEOUT);
-        console.send_line("disk-write vdb overwritten");
-        console.expect("vmz-guest: disk-write vdb failed", BOOT_TIMEOUT);
+        ask(
+            console,
+            "disk-write vda written-by-guest",
+            "vmz-guest: disk-write vda ok",
+        );
+        ask(
+            console,
+            "disk-write vdc qcow2-by-guest",
+            "vmz-guest: disk-write vdc ok",
+        );
+        ask(
+            console,
+            "disk-read vdb 15",
+            "vmz-guest: disk-read vdb [read-only-disk!]",
+        );
+        ask(
+            console,
+            "disk-write vdb overwritten",
+            "vmz-guest: disk-write vdb failed",
+        );
 
         // While this VM runs, its disks are in use: a read-write disk for
         // every other use, a read-only one for writing.
@@ -153,6 +222,33 @@ fn guest_writes_persist_read_only_disks_stay_untouched_and_disks_keep_their_orde
         assert_eq!(e.code(), ErrorCode::DiskInUse, "{e}");
         // Two readers share a disk.
         other(Disk::new(&ro).read_only(true)).validate().unwrap();
+
+        if let Some((rw, ro)) = &loops {
+            ask(
+                console,
+                "disk-read vdd 13",
+                "vmz-guest: disk-read vdd [block-by-host]",
+            );
+            ask(
+                console,
+                "disk-write vdd block-by-guest",
+                "vmz-guest: disk-write vdd ok",
+            );
+            ask(
+                console,
+                "disk-read vde 15",
+                "vmz-guest: disk-read vde [block-read-only]",
+            );
+            ask(
+                console,
+                "disk-write vde overwritten",
+                "vmz-guest: disk-write vde failed",
+            );
+            // A block device is locked like an image file.
+            let e = other(Disk::new(&rw.0)).validate().unwrap_err();
+            assert_eq!(e.code(), ErrorCode::DiskInUse, "{e}");
+            other(Disk::new(&ro.0).read_only(true)).validate().unwrap();
+        }
     });
 
     // After the VM: the guest's write is in the image, the read-only image
@@ -169,13 +265,36 @@ fn guest_writes_persist_read_only_disks_stay_untouched_and_disks_keep_their_orde
         .unwrap()
         .validate()
         .unwrap();
+    if let Some((rw, _)) = &loops {
+        // Through the device and in the file behind it.
+        assert_eq!(head(&rw.0, 14), b"block-by-guest");
+        assert_eq!(head(&block_rw_image, 14), b"block-by-guest");
+        assert_eq!(
+            std::fs::read(&block_ro_image).unwrap(),
+            block_ro_before,
+            "the read-only block device changed"
+        );
+    }
 
     // A second boot sees what the first one wrote, raw and qcow2.
     boot_with_disks(&disks, |console| {
-        console.send_line("disk-read vda 16");
-        console.expect("vmz-guest: disk-read vda [written-by-guest]", BOOT_TIMEOUT);
-        console.send_line("disk-read vdc 14");
-        console.expect("vmz-guest: disk-read vdc [qcow2-by-guest]", BOOT_TIMEOUT);
+        ask(
+            console,
+            "disk-read vda 16",
+            "vmz-guest: disk-read vda [written-by-guest]",
+        );
+        ask(
+            console,
+            "disk-read vdc 14",
+            "vmz-guest: disk-read vdc [qcow2-by-guest]",
+        );
+        if loops.is_some() {
+            ask(
+                console,
+                "disk-read vdd 14",
+                "vmz-guest: disk-read vdd [block-by-guest]",
+            );
+        }
     });
     before.assert_restored();
 }
@@ -208,6 +327,60 @@ fn bad_disks_are_typed_errors_that_start_nothing() {
     );
     let empty = raw_image(&dir.0.join("empty.img"), 0, b"");
     assert_disk_rejected(vec![Disk::new(&empty)], ErrorCode::Disk, "is empty");
+
+    // Block devices: one that cannot be opened (no driver behind the
+    // node), one the kernel marks read-only asked read-write, and one
+    // with no medium (a loop device with no file attached).
+    let no_driver = dir.0.join("no-driver");
+    // 240: a major number of the "local/experimental" range, unused here.
+    let node = std::ffi::CString::new(no_driver.to_str().unwrap()).unwrap();
+    // SAFETY: mknod reads a NUL-terminated path; it creates a node only.
+    if unsafe { libc::mknod(node.as_ptr(), libc::S_IFBLK | 0o600, libc::makedev(240, 0)) } == 0 {
+        assert_disk_rejected(
+            vec![Disk::new(&no_driver)],
+            ErrorCode::Disk,
+            "cannot be opened: No such device or address",
+        );
+    } else {
+        eprintln!("SKIPPED: a block device node that cannot be opened (mknod needs root)");
+    }
+    let kernel_ro = raw_image(&dir.0.join("kernel-ro.img"), MIB, b"");
+    if let Some(dev) = LoopDevice::attach(&kernel_ro, true) {
+        assert_disk_rejected(
+            vec![Disk::new(&dev.0)],
+            ErrorCode::Disk,
+            "cannot be opened for writing (the block device is read-only)",
+        );
+        guest_builder(&common::guest().kernel)
+            .disk(Disk::new(&dev.0).read_only(true))
+            .build()
+            .unwrap()
+            .validate()
+            .unwrap();
+        // The same device twice, by another name: refused like a file.
+        let link = dir.0.join("dev-link");
+        std::os::unix::fs::symlink(&dev.0, &link).unwrap();
+        assert_disk_rejected(
+            vec![
+                Disk::new(&dev.0).read_only(true),
+                Disk::new(&link).read_only(true),
+            ],
+            ErrorCode::Disk,
+            "is the same file as disk 0",
+        );
+    }
+    let free = std::process::Command::new("losetup").arg("-f").output();
+    match free {
+        Ok(out) if out.status.success() => {
+            let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+            assert_disk_rejected(
+                vec![Disk::new(&dev).read_only(true)],
+                ErrorCode::Disk,
+                "is a block device of size 0",
+            );
+        }
+        other => eprintln!("SKIPPED: a loop device with no file ({other:?})"),
+    }
 
     // Formats: vmz never guesses, and takes raw and qcow2 only.
     let vmdk = raw_image(&dir.0.join("x.vmdk"), MIB, b"KDMV\x01\x00\x00\x00");
