@@ -36,6 +36,11 @@
 #                       (MODE echo, sink or source N: scripts/guest-vsock.c)
 #   vsock-connect PORT TEXT      connect to the host's vsock PORT, send TEXT,
 #                       print the reply
+#   disk-bench ARGS...  run the disk and share benchmark tool
+#                       (scripts/guest-disk-bench.c: "vmz-bench: ..." lines),
+#                       then "vmz-guest: disk-bench done rc=<status>"
+#   drop-caches         sync, drop the guest's page cache:
+#                       "vmz-guest: caches dropped"
 #   anything else       answered as "echo: <line>"
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -250,6 +255,14 @@ while IFS= read -r line; do
     vsock-connect\ *)
         rest=${line#vsock-connect }
         vsock connect "${rest%% *}" "${rest#* }" ;;
+    disk-bench\ *)
+        # shellcheck disable=SC2086 # the tool's arguments, split on purpose
+        disk-bench ${line#disk-bench }
+        echo "vmz-guest: disk-bench done rc=$?" ;;
+    drop-caches)
+        sync
+        echo 3 >/proc/sys/vm/drop_caches
+        echo "vmz-guest: caches dropped" ;;
     *)
         echo "echo: $line" ;;
     esac

@@ -21,7 +21,8 @@
 # needs. The arm64 packages come through apt-get with a private state in
 # OUT/cache/apt (arm64 package lists of the system's sources): the system's
 # apt configuration, architectures and lists stay as they are.
-# A C compiler with a static libc (gcc, libc6-dev) builds scripts/guest-vsock.c.
+# A C compiler with a static libc (gcc, libc6-dev) builds scripts/guest-vsock.c
+# and scripts/guest-disk-bench.c.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 arch=x86_64
@@ -63,7 +64,7 @@ newest_deb() { find "$out/cache" -maxdepth 1 -name "$1_*.deb" | sort -V | tail -
 busybox_src=/bin/busybox # arm64: the busybox-static:arm64 .deb
 [ $arch = x86_64 ] || busybox_src=$(newest_deb busybox-static)
 deb=$(newest_deb 'linux-image-[0-9]*')
-stamp() { echo "${deb##*/} $(cat "$root/scripts/make-guest.sh" "$root/scripts/guest-init.sh" "$root/scripts/guest-vsock.c" "$busybox_src" | sha256sum | cut -c1-16)"; }
+stamp() { echo "${deb##*/} $(cat "$root/scripts/make-guest.sh" "$root/scripts/guest-init.sh" "$root/scripts/guest-vsock.c" "$root/scripts/guest-disk-bench.c" "$busybox_src" | sha256sum | cut -c1-16)"; }
 fresh() { for f in $products; do [ -f "$out/$f" ] || return 1; done; }
 if [ -n "$deb" ] && [ -n "$busybox_src" ] && [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$(stamp)" ] && fresh; then
     exit 0
@@ -152,16 +153,21 @@ ird="$work/initrd"
 mkdir -p "$ird/bin" "$ird/lib/modules" "$ird/proc" "$ird/sys" "$ird/dev" "$ird/tmp"
 cp "$busybox" "$ird/bin/busybox"
 ln -s busybox "$ird/bin/sh"
-# The vsock tool (busybox has no AF_VSOCK), static; for arm64 guests with
-# Debian's cross compiler (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross),
-# without which the arm64 guest has no vsock tool.
-if [ $arch = x86_64 ]; then
-    cc -static -Os -o "$ird/bin/vsock" "$root/scripts/guest-vsock.c"
-elif command -v aarch64-linux-gnu-gcc >/dev/null; then
-    aarch64-linux-gnu-gcc -static -Os -o "$ird/bin/vsock" "$root/scripts/guest-vsock.c"
-else
-    echo "make-guest: no aarch64-linux-gnu-gcc: the arm64 guest gets no vsock tool (scripts/setup-debian.sh installs it)" >&2
-fi
+# The guest's C tools, static: vsock (busybox has no AF_VSOCK) and
+# disk-bench (busybox has no IOPS tool); for arm64 guests with Debian's
+# cross compiler (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross), without
+# which the arm64 guest has neither.
+guest_tool() { # NAME SOURCE
+    if [ $arch = x86_64 ]; then
+        cc -static -Os -o "$ird/bin/$1" "$root/scripts/$2"
+    elif command -v aarch64-linux-gnu-gcc >/dev/null; then
+        aarch64-linux-gnu-gcc -static -Os -o "$ird/bin/$1" "$root/scripts/$2"
+    else
+        echo "make-guest: no aarch64-linux-gnu-gcc: the arm64 guest gets no $1 tool (scripts/setup-debian.sh installs it)" >&2
+    fi
+}
+guest_tool vsock guest-vsock.c
+guest_tool disk-bench guest-disk-bench.c
 cp "$root/scripts/guest-init.sh" "$ird/init"
 chmod 755 "$ird/init"
 add_module() { # NAME: copy it (decompressed) after its dependencies; none if built in

@@ -10,14 +10,14 @@
 #                 the arm64 kernel and busybox are downloaded, not installed,
 #                 by scripts/make-guest.sh --arch arm64)
 #   gcc-aarch64-linux-gnu, libc6-dev-arm64-cross  the arm64 test guest's
-#                 static vsock tool (scripts/guest-vsock.c)
+#                 static tools (scripts/guest-vsock.c, guest-disk-bench.c)
 #   busybox       `busybox-static`, for the test guest's initramfs
 #   cpio, lz4, zstd  to pack the initramfs and unpack the kernel
 #   qemu-img      (`qemu-utils`, bookworm's 7.2 like QEMU) the disk tests make
 #                 qcow2 images with it
 #   valgrind      scripts/valgrind.sh (part of scripts/test.sh)
 #   cargo-fuzz    `cargo install`ed: the fuzz target in scripts/test.sh
-#   gcc, libc6-dev   to build the test guest's static vsock tool
+#   gcc, libc6-dev   to build the test guest's static tools (vsock, disk-bench)
 #   vhost-device-vsock  the user-space vsock backend (no /dev/vhost-vsock
 #                 here), by `cargo install` (crates.io), pinned to the version
 #                 tested; into cargo's bin directory
