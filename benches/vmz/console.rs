@@ -122,6 +122,29 @@ impl Console {
         }
     }
 
+    /// The output between two offsets, as text.
+    pub(crate) fn text(&self, from: usize, to: usize) -> String {
+        let out = self.output.0.lock().unwrap_or_else(|p| p.into_inner());
+        let to = to.min(out.bytes.len());
+        String::from_utf8_lossy(out.bytes.get(from..to).unwrap_or_default()).into_owned()
+    }
+
+    /// Sends `line` and waits for the line starting with `done` that
+    /// answers it; returns everything the guest printed up to the end of
+    /// that line.
+    pub(crate) fn command(
+        &mut self,
+        line: &str,
+        done: &str,
+        timeout: Duration,
+    ) -> BenchResult<String> {
+        let from = self.len();
+        self.send(format!("{line}\n").as_bytes())?;
+        let at = self.wait_for(done.as_bytes(), from, timeout)?;
+        let end = self.wait_for(b"\n", at, timeout)?;
+        Ok(self.text(from, end))
+    }
+
     /// Counts occurrences of `needle` from offset `from`.
     pub(crate) fn count(&self, needle: &[u8], from: usize) -> usize {
         let out = self.output.0.lock().unwrap_or_else(|p| p.into_inner());

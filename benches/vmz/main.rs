@@ -1,7 +1,8 @@
 //! vmz benchmarks: boot, stop, bridge calls, serial throughput, scaling.
 //!
 //! Run with `cargo bench --bench vmz` (needs `[[bench]] name = "vmz"
-//! harness = false` in Cargo.toml). Without `--bench` on its command line
+//! harness = false` in Cargo.toml); `cargo bench --bench vmz -- disks` runs
+//! the disk and share rows instead (disk_rows.rs). Without `--bench` on its command line
 //! (as under `cargo test --all-targets`) it prints a note and exits, so the
 //! test suite does not boot dozens of guests.
 //!
@@ -41,7 +42,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vmz::{Config, Event, Exit, Machine};
+use vmz::{Config, ConfigBuilder, Event, Exit, Machine};
 
 /// Shared with the integration tests: the QEMU argument-recording wrapper,
 /// the child-process listing.
@@ -49,20 +50,26 @@ use vmz::{Config, Event, Exit, Machine};
 mod common;
 
 mod console;
+mod disk_rows;
 mod guest;
+mod inherit;
 mod process;
 mod reference;
 mod report;
 mod rows;
+mod share_tree;
 mod stats;
 mod vmz_run;
 
 use console::*;
+use disk_rows::*;
 use guest::*;
+use inherit::*;
 use process::*;
 use reference::*;
 use report::*;
 use rows::*;
+use share_tree::*;
 use stats::*;
 use vmz_run::*;
 
@@ -173,10 +180,8 @@ impl log::Log for BenchLogger {
     fn flush(&self) {}
 }
 
-/// Runs everything; returns the table.
-fn run(opts: &Options) -> BenchResult<String> {
-    let guest = Arc::new(Guest::load()?);
-    let standard = Guest::load_standard()?;
+/// Prints the bridge's warnings and errors (once per process).
+fn install_logger() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         if log::set_logger(&LOGGER).is_err() {
@@ -184,6 +189,13 @@ fn run(opts: &Options) -> BenchResult<String> {
         }
     });
     log::set_max_level(log::LevelFilter::Warn);
+}
+
+/// Runs everything; returns the table.
+fn run(opts: &Options) -> BenchResult<String> {
+    let guest = Arc::new(Guest::load()?);
+    let standard = Guest::load_standard()?;
+    install_logger();
 
     eprintln!("warm-up and QEMU command lines");
     let args = capture_args(&guest, 256)?;
@@ -206,34 +218,21 @@ fn run(opts: &Options) -> BenchResult<String> {
     scaling_rows(&guest, &args_scaling, opts, &mut samples)?;
 
     let table = table(&samples, &table_rows(opts));
-    let quote = |v: &[String]| {
-        v.iter()
-            .map(|a| format!("'{a}'"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     let meta = [
         ("runs", opts.runs.to_string()),
         ("scaling_runs", opts.scaling_runs.to_string()),
         ("cat_bytes", opts.cat_bytes.to_string()),
         ("echo_lines", opts.echo_lines.to_string()),
-        ("vmz_qemu_args", quote(&args.vmz)),
+        ("vmz_qemu_args", quote_args(&args.vmz)),
         (
             "reference_qemu_args",
-            quote(&args.reference_with(Path::new("/tmp/vmz-bench-PID-TAG.qmp"))?),
+            quote_args(&args.reference_with(Path::new("/tmp/vmz-bench-PID-TAG.qmp"))?),
         ),
-        ("plain_qemu_args", quote(&plain_args(&guest)?)),
+        ("plain_qemu_args", quote_args(&plain_args(&guest)?)),
         ("scaling_mib", opts.scaling_mib.to_string()),
-        ("vmz_qemu_args_scaling", quote(&args_scaling.vmz)),
+        ("vmz_qemu_args_scaling", quote_args(&args_scaling.vmz)),
     ];
-    write_outputs(opts, &samples, &meta, &table)?;
-    let mut report = String::new();
-    for (k, v) in &meta {
-        let _ = writeln!(report, "- {k}: `{v}`");
-    }
-    report.push('\n');
-    report.push_str(&table);
-    Ok(report)
+    finish(&opts.out_dir, ("samples", "table"), &samples, &meta, &table)
 }
 
 fn main() {
@@ -243,6 +242,23 @@ fn main() {
     }
     if !std::env::args().any(|a| a == "--bench") {
         println!("vmz bench: run it with `cargo bench --bench vmz` (it boots many guests)");
+        return;
+    }
+    if std::env::args().any(|a| a == "disks") {
+        let report = DiskOptions::from_env().and_then(|opts| {
+            let report = run_disks(&opts)?;
+            Ok(format!(
+                "{report}\nraw samples: {}",
+                opts.out_dir_display("disks.json")
+            ))
+        });
+        match report {
+            Ok(report) => println!("{report}"),
+            Err(e) => {
+                eprintln!("vmz bench (disks) failed: {e}");
+                std::process::exit(1);
+            }
+        }
         return;
     }
     let opts = match Options::from_env() {

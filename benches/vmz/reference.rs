@@ -85,9 +85,21 @@ pub(crate) fn path_string(p: &Path) -> BenchResult<String> {
 /// wrapper (tests/common/qemu_args.rs) to learn vmz's QEMU arguments, and
 /// stops it. Doubles as a warm-up.
 pub(crate) fn capture_args(guest: &Guest, memory_mib: u64) -> BenchResult<QemuArgs> {
+    capture_args_with(guest, memory_mib, |b| b)
+}
+
+/// `capture_args` for the benchmark's config with more devices (`extra`
+/// adds them). Helper programs vmz starts for them can be recorded too:
+/// call this inside their wrappers' `with`.
+pub(crate) fn capture_args_with(
+    guest: &Guest,
+    memory_mib: u64,
+    extra: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> BenchResult<QemuArgs> {
     let dir = std::env::temp_dir().join(format!("vmz-bench-args-{}", std::process::id()));
     let wrapper = common::RecordingQemu::new(&dir);
-    let booted = wrapper.with(|| VmzRun::boot(guest, memory_mib));
+    let booted =
+        wrapper.with(|| VmzRun::boot_with(guest, &guest.vmlinux, memory_mib, false, extra));
     let recorded = booted.and_then(|(run, _)| {
         run.vm.force_stop().context("force_stop")?;
         Ok(wrapper.args())
@@ -130,14 +142,26 @@ impl QemuRun {
         args: &[String],
         qmp_socket: Option<PathBuf>,
     ) -> BenchResult<(QemuRun, Boot)> {
+        QemuRun::boot_inheriting(args, qmp_socket, Inherit::default())
+    }
+
+    /// `boot`, QEMU inheriting `fds` (closed here once it runs).
+    pub(crate) fn boot_inheriting(
+        args: &[String],
+        qmp_socket: Option<PathBuf>,
+        fds: Inherit,
+    ) -> BenchResult<(QemuRun, Boot)> {
         let (program, rest) = args.split_first().ok_or("empty QEMU command line")?;
         let mut cmd = Command::new(program);
         cmd.args(rest)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        fds.apply(&mut cmd);
         let t0 = Instant::now();
-        let mut child = cmd.spawn().context(&format!("spawn {program}"))?;
+        let spawned = cmd.spawn();
+        drop(fds);
+        let mut child = spawned.context(&format!("spawn {program}"))?;
         let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
             return Err("QEMU child without pipes".into());
         };
@@ -152,11 +176,20 @@ impl QemuRun {
 
     /// Boots the reference: vmz's arguments, QMP on a fresh socket.
     pub(crate) fn boot_reference(args: &QemuArgs, tag: &str) -> BenchResult<(QemuRun, Boot)> {
+        QemuRun::boot_reference_inheriting(args, tag, Inherit::default())
+    }
+
+    /// `boot_reference`, QEMU inheriting `fds`.
+    pub(crate) fn boot_reference_inheriting(
+        args: &QemuArgs,
+        tag: &str,
+        fds: Inherit,
+    ) -> BenchResult<(QemuRun, Boot)> {
         let socket =
             std::env::temp_dir().join(format!("vmz-bench-{}-{tag}.qmp", std::process::id()));
         let _ = std::fs::remove_file(&socket);
         let argv = args.reference_with(&socket)?;
-        QemuRun::boot(&argv, Some(socket))
+        QemuRun::boot_inheriting(&argv, Some(socket), fds)
     }
 
     /// Connects to QMP and finishes the handshake.

@@ -68,14 +68,43 @@ pub(crate) fn json_str(s: &str) -> String {
     out
 }
 
-/// Writes samples.json, samples.csv and table.md.
+/// An argument vector as a shell-quoted line (for the report).
+pub(crate) fn quote_args(v: &[String]) -> String {
+    v.iter()
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Writes the outputs (as [`write_outputs`]) and returns the report: the
+/// metadata as a list, then the table.
+pub(crate) fn finish(
+    out_dir: &Path,
+    names: (&str, &str),
+    samples: &Samples,
+    meta: &[(&str, String)],
+    table: &str,
+) -> BenchResult<String> {
+    write_outputs(out_dir, names, samples, meta, table)?;
+    let mut report = String::new();
+    for (k, v) in meta {
+        let _ = writeln!(report, "- {k}: `{v}`");
+    }
+    report.push('\n');
+    report.push_str(table);
+    Ok(report)
+}
+
+/// Writes `{stem}.json` and `{stem}.csv` (the samples) and `{table_stem}.md`
+/// (the table) into `out_dir`.
 pub(crate) fn write_outputs(
-    opts: &Options,
+    out_dir: &Path,
+    (stem, table_stem): (&str, &str),
     samples: &Samples,
     meta: &[(&str, String)],
     table: &str,
 ) -> BenchResult<()> {
-    std::fs::create_dir_all(&opts.out_dir).context("create target/vmz-bench")?;
+    std::fs::create_dir_all(out_dir).context("create target/vmz-bench")?;
     let mut json = String::from("{\n  \"meta\": {");
     for (i, (k, v)) in meta.iter().enumerate() {
         let sep = if i == 0 { "" } else { "," };
@@ -93,7 +122,7 @@ pub(crate) fn write_outputs(
         );
     }
     json.push_str("\n  }\n}\n");
-    std::fs::write(opts.out_dir.join("samples.json"), json).context("write samples.json")?;
+    std::fs::write(out_dir.join(format!("{stem}.json")), json).context("write the JSON samples")?;
 
     let mut csv = String::from("row,run,value\n");
     for row in &samples.order {
@@ -101,8 +130,8 @@ pub(crate) fn write_outputs(
             let _ = writeln!(csv, "{row},{i},{v}");
         }
     }
-    std::fs::write(opts.out_dir.join("samples.csv"), csv).context("write samples.csv")?;
-    std::fs::write(opts.out_dir.join("table.md"), table).context("write table.md")?;
+    std::fs::write(out_dir.join(format!("{stem}.csv")), csv).context("write the CSV samples")?;
+    std::fs::write(out_dir.join(format!("{table_stem}.md")), table).context("write the table")?;
     Ok(())
 }
 

@@ -15,6 +15,24 @@ pub(crate) fn boot_bzimage(
     Ok(())
 }
 
+/// Run `run` of a pair: vmz first in even runs and the reference first in
+/// odd ones (A B, B A, ...), so a cost of going first (or second) falls on
+/// both.
+pub(crate) fn in_turn(
+    run: usize,
+    samples: &mut Samples,
+    vmz: &dyn Fn(&mut Samples) -> BenchResult<()>,
+    reference: &dyn Fn(&mut Samples) -> BenchResult<()>,
+) -> BenchResult<()> {
+    if run.is_multiple_of(2) {
+        vmz(samples)?;
+        reference(samples)
+    } else {
+        reference(samples)?;
+        vmz(samples)
+    }
+}
+
 /// Plain QEMU boots with `args`; its times go under `key`; killed, then a
 /// pause (`settle`).
 pub(crate) fn boot_plain(samples: &mut Samples, args: &[String], key: &str) -> BenchResult<()> {
@@ -104,20 +122,10 @@ pub(crate) fn guest_rows(
     let plain_standard = standard.map(plain_args).transpose()?;
     for i in 0..opts.runs {
         eprintln!("guest rows: run {}/{}", i + 1, opts.runs);
-        // Each pair runs vmz first in even runs and the reference first in
-        // odd ones, so a cost of going first (or second) falls on both.
-        let vmz_first = i % 2 == 0;
         let pair = |samples: &mut Samples,
                     vmz: &dyn Fn(&mut Samples) -> BenchResult<()>,
-                    reference: &dyn Fn(&mut Samples) -> BenchResult<()>|
-         -> BenchResult<()> {
-            if vmz_first {
-                vmz(samples)?;
-                reference(samples)
-            } else {
-                reference(samples)?;
-                vmz(samples)
-            }
+                    reference: &dyn Fn(&mut Samples) -> BenchResult<()>| {
+            in_turn(i, samples, vmz, reference)
         };
 
         // Boot, throughput, guest poweroff: vmz and QEMU with vmz's args.
@@ -286,7 +294,9 @@ pub(crate) fn call_rows(guest: &Guest, opts: &Options, samples: &mut Samples) ->
         input.try_clone().context("dup")?,
         output.try_clone().context("dup")?,
     );
-    let config = vmz_config(guest, &guest.vmlinux, 256, input, output, false)?;
+    let config = vmz_builder(guest, &guest.vmlinux, 256, input, output, false)
+        .build()
+        .context("Config::build")?;
     for _ in 0..opts.runs {
         let t0 = Instant::now();
         for _ in 0..VALIDATE_BATCH {

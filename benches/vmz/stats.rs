@@ -71,3 +71,15 @@ pub(crate) fn triple(v: &[f64]) -> String {
         None => "n/a".into(),
     }
 }
+
+/// min, median, max of the ratios `a[i] / b[i]`: run i of one side against
+/// run i of the other, next to each other in time.
+pub(crate) fn pair_ratios(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
+    let ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|(_, y)| **y != 0.0)
+        .map(|(x, y)| x / y)
+        .collect();
+    stats(&ratios)
+}

@@ -28,8 +28,24 @@ impl VmzRun {
         memory_mib: u64,
         fast_boot: bool,
     ) -> BenchResult<(VmzRun, Boot)> {
+        VmzRun::boot_with(guest, kernel, memory_mib, fast_boot, |b| b)
+    }
+
+    /// `boot_kernel` with more devices: `extra` adds them to the
+    /// benchmark's config (disks, shares).
+    pub(crate) fn boot_with(
+        guest: &Guest,
+        kernel: &Path,
+        memory_mib: u64,
+        fast_boot: bool,
+        extra: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+    ) -> BenchResult<(VmzRun, Boot)> {
         let (console, input, output) = Console::pipes()?;
-        let config = vmz_config(guest, kernel, memory_mib, input, output, fast_boot)?;
+        let config = extra(vmz_builder(
+            guest, kernel, memory_mib, input, output, fast_boot,
+        ))
+        .build()
+        .context("Config::build")?;
         let ended: EndSlot = Arc::new((Mutex::new(None), Condvar::new()));
         let slot = ended.clone();
         let t0 = Instant::now();
@@ -77,16 +93,16 @@ impl VmzRun {
     }
 }
 
-/// The benchmark's vmz config: 1 CPU, NAT on (vmz's default), the console on
-/// the given descriptors.
-pub(crate) fn vmz_config(
+/// The benchmark's vmz config, to be built: 1 CPU, NAT on (vmz's
+/// default), the console on the given descriptors.
+pub(crate) fn vmz_builder(
     guest: &Guest,
     kernel: &Path,
     memory_mib: u64,
     input: OwnedFd,
     output: OwnedFd,
     fast_boot: bool,
-) -> BenchResult<Config> {
+) -> ConfigBuilder {
     Config::builder(kernel)
         .fast_boot_options(fast_boot)
         .initrd(&guest.initrd)
@@ -96,6 +112,4 @@ pub(crate) fn vmz_config(
         .nat(true)
         .serial_input(input)
         .serial_output(output)
-        .build()
-        .context("Config::build")
 }
