@@ -48,6 +48,56 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
     out
 }
 
+/// The virtiofsd vmz would run: `$VMZ_VIRTIOFSD`, else `virtiofsd` on
+/// PATH, else /usr/libexec/virtiofsd.
+fn real_virtiofsd() -> PathBuf {
+    if let Some(p) = std::env::var_os("VMZ_VIRTIOFSD") {
+        return p.into();
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("virtiofsd"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| "/usr/libexec/virtiofsd".into())
+}
+
+/// A virtiofsd that does not end by itself: a script in `dir` that runs
+/// the real one, then stays alive as `sleep` (the same process, so that
+/// only vmz's kill ends it). The real virtiofsd exits when QEMU
+/// disconnects; this one must be killed by vmz, once QEMU has ended, or
+/// by its parent-death signal when the host process dies.
+fn lingering_virtiofsd(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = real_virtiofsd();
+    let real = real.to_str().unwrap();
+    assert!(!real.contains('\''), "{real}");
+    let script = dir.join("lingering-virtiofsd");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = --version ]; then exec '{real}' --version; fi\n\
+             '{real}' \"$@\"\n\
+             exec sleep 600\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// The children of this process running `script` (a shell script: its
+/// path is the second word of the command line).
+fn children_running(script: &Path) -> Vec<u32> {
+    let needle = script.to_str().unwrap();
+    common::children()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
 fn shares_config(
     shares: &[Share],
     console: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
@@ -72,8 +122,11 @@ fn host_and_guest_exchange_files_and_a_read_only_share_refuses_writes() {
     let docs = subdir(&dir.0, "docs");
     std::fs::write(work.join("host.txt"), "from-the-host").unwrap();
     std::fs::write(docs.join("ro.txt"), "read-only-file").unwrap();
+    // Daemons that stay alive after QEMU disconnects: only vmz's kill
+    // ends them before the VM's end is reported.
+    let lingering = lingering_virtiofsd(&dir.0);
     let before = Resources::now();
-    {
+    common::with_env("VMZ_VIRTIOFSD", &lingering, || {
         let (mut console, input, output) = Console::new();
         let config = shares_config(
             &[
@@ -88,6 +141,7 @@ fn host_and_guest_exchange_files_and_a_read_only_share_refuses_writes() {
         console.expect(MARKER, BOOT_TIMEOUT);
         // QEMU and one virtiofsd per share, all children of this process.
         assert_eq!(common::children().len(), 3, "QEMU and two virtiofsd");
+        assert_eq!(children_running(&lingering).len(), 2, "the daemons run");
 
         console.send_line("share-mount work");
         console.expect("vmz-guest: share-mount work ok", BOOT_TIMEOUT);
@@ -133,11 +187,12 @@ fn host_and_guest_exchange_files_and_a_read_only_share_refuses_writes() {
         console.send_line("poweroff");
         let exit = common::wait(&vm, BOOT_TIMEOUT);
         assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
-        // The VM's end was reported after its daemons were reaped.
+        // The VM's end was reported after its daemons were killed and
+        // reaped (these ones would never end by themselves).
         assert!(common::children().is_empty(), "a virtiofsd outlived its VM");
         drop(vm);
         console.close();
-    }
+    });
     assert!(
         processes_mentioning(dir.0.to_str().unwrap()).is_empty(),
         "a virtiofsd is left"
@@ -303,9 +358,11 @@ fn virtiofsd_and_qemu_die_with_a_sigkilled_host() {
     let _serial = common::serial();
     common::guest();
     let dir = temp_dir("orphans");
+    let lingering = lingering_virtiofsd(&dir.0);
     let mut host = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "share_host", "--nocapture"])
         .env("VMZ_TEST_SHARE_DIR", &dir.0)
+        .env("VMZ_VIRTIOFSD", &lingering)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -320,7 +377,17 @@ fn virtiofsd_and_qemu_die_with_a_sigkilled_host() {
         .expect("the host printed its children");
     assert_eq!(children.len(), 2, "QEMU and one virtiofsd: {children:?}");
     let needle = dir.0.to_str().unwrap().to_string();
-    assert!(!processes_mentioning(&needle).is_empty(), "virtiofsd runs");
+    // The host's virtiofsd child is the lingering wrapper (which outlives
+    // QEMU unless killed), and the real one runs under it.
+    assert_eq!(
+        processes_mentioning(lingering.to_str().unwrap()).len(),
+        1,
+        "the wrapper runs"
+    );
+    assert!(
+        processes_mentioning(&needle).len() >= 2,
+        "the real virtiofsd runs"
+    );
 
     host.kill().unwrap(); // SIGKILL: no destructor runs in the host
     host.wait().unwrap();
