@@ -41,6 +41,9 @@
 #                       then "vmz-guest: disk-bench done rc=<status>"
 #   drop-caches         sync, drop the guest's page cache:
 #                       "vmz-guest: caches dropped"
+#   udp-echo PORT       echo UDP datagrams on PORT ("echo:" prefixed) in the
+#                       background, after "vmz-guest: udp echo on PORT"
+#                       (scripts/guest-udp-echo.c)
 #   anything else       answered as "echo: <line>"
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -252,6 +255,10 @@ while IFS= read -r line; do
         # shellcheck disable=SC2086 # PORT MODE [N], split on purpose
         vsock listen ${line#vsock-listen } &
         ;;
+    udp-echo\ *)
+        # Prints "vmz-guest: udp echo on PORT" once bound, then serves in
+        # the background.
+        udp-echo "${line#udp-echo }" ;;
     vsock-connect\ *)
         rest=${line#vsock-connect }
         vsock connect "${rest%% *}" "${rest#* }" ;;

@@ -21,8 +21,8 @@
 # needs. The arm64 packages come through apt-get with a private state in
 # OUT/cache/apt (arm64 package lists of the system's sources): the system's
 # apt configuration, architectures and lists stay as they are.
-# A C compiler with a static libc (gcc, libc6-dev) builds scripts/guest-vsock.c
-# and scripts/guest-disk-bench.c.
+# A C compiler with a static libc (gcc, libc6-dev) builds the guest's tools
+# (scripts/guest-*.c: vsock, disk-bench, udp-echo).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 arch=x86_64
@@ -64,7 +64,7 @@ newest_deb() { find "$out/cache" -maxdepth 1 -name "$1_*.deb" | sort -V | tail -
 busybox_src=/bin/busybox # arm64: the busybox-static:arm64 .deb
 [ $arch = x86_64 ] || busybox_src=$(newest_deb busybox-static)
 deb=$(newest_deb 'linux-image-[0-9]*')
-stamp() { echo "${deb##*/} $(cat "$root/scripts/make-guest.sh" "$root/scripts/guest-init.sh" "$root/scripts/guest-vsock.c" "$root/scripts/guest-disk-bench.c" "$busybox_src" | sha256sum | cut -c1-16)"; }
+stamp() { echo "${deb##*/} $(cat "$root/scripts/make-guest.sh" "$root/scripts/guest-init.sh" "$root"/scripts/guest-*.c "$busybox_src" | sha256sum | cut -c1-16)"; }
 fresh() { for f in $products; do [ -f "$out/$f" ] || return 1; done; }
 if [ -n "$deb" ] && [ -n "$busybox_src" ] && [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$(stamp)" ] && fresh; then
     exit 0
@@ -153,10 +153,11 @@ ird="$work/initrd"
 mkdir -p "$ird/bin" "$ird/lib/modules" "$ird/proc" "$ird/sys" "$ird/dev" "$ird/tmp"
 cp "$busybox" "$ird/bin/busybox"
 ln -s busybox "$ird/bin/sh"
-# The guest's C tools, static: vsock (busybox has no AF_VSOCK) and
-# disk-bench (busybox has no IOPS tool); for arm64 guests with Debian's
+# The guest's C tools, static: vsock (busybox has no AF_VSOCK),
+# disk-bench (busybox has no IOPS tool) and udp-echo (its nc has no UDP);
+# for arm64 guests with Debian's
 # cross compiler (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross), without
-# which the arm64 guest has neither.
+# which the arm64 guest has none of them.
 guest_tool() { # NAME SOURCE
     if [ $arch = x86_64 ]; then
         cc -static -Os -o "$ird/bin/$1" "$root/scripts/$2"
@@ -168,6 +169,7 @@ guest_tool() { # NAME SOURCE
 }
 guest_tool vsock guest-vsock.c
 guest_tool disk-bench guest-disk-bench.c
+guest_tool udp-echo guest-udp-echo.c
 cp "$root/scripts/guest-init.sh" "$ird/init"
 chmod 755 "$ird/init"
 add_module() { # NAME: copy it (decompressed) after its dependencies; none if built in

@@ -10,7 +10,7 @@
 #                 the arm64 kernel and busybox are downloaded, not installed,
 #                 by scripts/make-guest.sh --arch arm64)
 #   gcc-aarch64-linux-gnu, libc6-dev-arm64-cross  the arm64 test guest's
-#                 static tools (scripts/guest-vsock.c, guest-disk-bench.c)
+#                 static tools (scripts/guest-*.c)
 #   busybox       `busybox-static`, for the test guest's initramfs
 #   cpio, lz4, zstd  to pack the initramfs and unpack the kernel
 #   qemu-img      (`qemu-utils`, bookworm's 7.2 like QEMU) the disk tests make

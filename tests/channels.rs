@@ -404,30 +404,61 @@ fn vsock_abi_refuses_null_handles_and_callbacks() {
     assert_eq!(take(err), ErrorCode::InvalidArgument);
 }
 
-/// Networks on one boot: NAT with a TCP port forward reaching a server in
-/// the guest (eth0), and a datagram-socket network (eth1, a caller-chosen
-/// MAC) carrying frames both ways between the guest and this test: the
-/// guest's ARP request arrives from its MAC, the test's ARP reply lets the
-/// guest send its IP packet.
+/// Networks on one boot, plus a second small VM: NAT with a TCP and a UDP
+/// port forward reaching servers in the guest (eth0); a datagram-socket
+/// network (eth1, a caller-chosen MAC) carrying frames both ways between
+/// the guest and this test: the guest's ARP request arrives from its MAC,
+/// the test's ARP reply lets the guest send its IP packet; and a
+/// datagram-socket network between the two VMs (eth2 here, eth0 there,
+/// one `UnixDatagram::pair`): pings both ways and a TCP stream whose
+/// content arrives. Isolated links use link-local addresses only.
 #[test]
-fn port_forward_and_socket_network() {
+fn port_forwards_and_socket_networks_to_the_test_and_between_two_vms() {
     let _serial = common::serial();
     let g = guest();
     let before = Resources::now();
     {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let port = free_port();
+        let udp_port = std::net::UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let (harness, vm_end) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let (link_a, link_b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        // The second VM: only the link to the first.
+        let (mut console_b, input, output) = common::Console::new();
+        let config_b = guest_builder(&g.kernel)
+            .fast_boot_options(true)
+            .network(vmz::Network::socket(link_b))
+            .serial_input(input)
+            .serial_output(output)
+            .build()
+            .unwrap();
+        let vm_b = Machine::new(&config_b).unwrap();
+        drop(config_b);
+        common::start(&vm_b).unwrap();
+
         let guest_mac = [0x52, 0x54, 0x00, 0xaa, 0xbb, 0x02];
         let my_mac = [0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01];
         let builder = guest_builder(&g.kernel)
-            .network(vmz::Network::nat().forward(vmz::Protocol::Tcp, port, 8080))
-            .network(vmz::Network::socket(vm_end).mac("52:54:00:AA:BB:02"));
+            .fast_boot_options(true)
+            .network(
+                vmz::Network::nat()
+                    .forward(vmz::Protocol::Tcp, port, 8080)
+                    .forward(vmz::Protocol::Udp, udp_port, 5353),
+            )
+            .network(vmz::Network::socket(vm_end).mac("52:54:00:AA:BB:02"))
+            .network(vmz::Network::socket(link_a));
         common::boot_with(builder, |console| {
-            // The forward: 127.0.0.1:port -> an echo server in the guest.
+            // The TCP forward: 127.0.0.1:port -> an echo server in the guest.
             console.send_line("net");
             console.expect("vmz-guest: net 10.0.2.15", BOOT_TIMEOUT);
             console.send_line("run nc -ll -p 8080 -e /bin/cat &");
@@ -445,43 +476,137 @@ fn port_forward_and_socket_network() {
             drop(s);
             assert_eq!(&reply, b"ping\n");
 
-            // The socket network.
-            let before = console.text().len();
-            console.send_line(
-                "run ip link set eth1 up && ip addr add 10.9.0.2/24 dev eth1 && (ping -c 1 -W 5 10.9.0.1 >/dev/null 2>&1 &)",
-            );
-            console.expect_after(before, "vmz-guest: run done rc=0", BOOT_TIMEOUT);
-            harness.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
-            let mut frame = [0u8; 2048];
-            // The first ARP request for 10.9.0.1 (IPv6 noise is skipped).
-            let arp = loop {
-                let n = harness.recv(&mut frame).expect("a frame from the guest");
-                if n >= 42 && frame[12..14] == [0x08, 0x06] && frame[38..42] == [10, 9, 0, 1] {
-                    break frame[..n].to_vec();
-                }
+            udp_forward_checks(console, udp_port);
+            harness_link_checks(console, &harness, guest_mac, my_mac);
+
+            // The link between the two VMs.
+            console_b.expect(common::MARKER, BOOT_TIMEOUT);
+            let run = |console: &mut common::Console, command: &str, expect: &str| {
+                let before = console.text().len();
+                console.send_line(&format!("run {command}"));
+                console.expect_after(before, expect, BOOT_TIMEOUT);
             };
-            assert_eq!(arp[6..12], guest_mac, "the frame comes from the chosen MAC");
-            let mut answer = Vec::new();
-            answer.extend_from_slice(&guest_mac);
-            answer.extend_from_slice(&my_mac);
-            answer.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
-            answer.extend_from_slice(&my_mac);
-            answer.extend_from_slice(&[10, 9, 0, 1]);
-            answer.extend_from_slice(&guest_mac);
-            answer.extend_from_slice(&[10, 9, 0, 2]);
-            answer.resize(60, 0);
-            harness.send(&answer).unwrap();
-            // With our MAC learnt, the guest sends its ping to it.
-            loop {
-                let n = harness.recv(&mut frame).expect("the guest's IP packet");
-                if n >= 34 && frame[12..14] == [0x08, 0x00] && frame[30..34] == [10, 9, 0, 1] {
-                    assert_eq!(frame[..6], my_mac, "sent to the MAC the test answered with");
+            run(
+                console,
+                "ip link set eth2 up && ip addr add 169.254.2.1/24 dev eth2",
+                "vmz-guest: run done rc=0",
+            );
+            run(
+                &mut console_b,
+                "ip link set eth0 up && ip addr add 169.254.2.2/24 dev eth0",
+                "vmz-guest: run done rc=0",
+            );
+            run(
+                console,
+                "ping -c 1 -W 20 169.254.2.2",
+                "vmz-guest: run done rc=0",
+            );
+            run(
+                &mut console_b,
+                "ping -c 1 -W 20 169.254.2.1",
+                "vmz-guest: run done rc=0",
+            );
+            // TCP across the link, both directions: B listens, A sends a
+            // line and reads B's answer.
+            run(
+                &mut console_b,
+                "(timeout 60 nc -l -p 7000 -e sh -c 'read l; echo \"B got [$l]\"' &)",
+                "vmz-guest: run done rc=0",
+            );
+            let mut answered = false;
+            for _ in 0..10 {
+                let before = console.text().len();
+                console.send_line("run echo hello-from-A | timeout 20 nc -w 5 169.254.2.2 7000");
+                console.expect_after(before, "vmz-guest: run done", BOOT_TIMEOUT);
+                if console.text()[before..].contains("B got [hello-from-A]") {
+                    answered = true;
                     break;
                 }
+                // B's server may not be listening yet.
+                std::thread::sleep(Duration::from_millis(500));
             }
+            assert!(answered, "A never read B's answer:\n{}", console.text());
         });
+        common::force_stop(&vm_b).unwrap();
+        common::release(vm_b);
+        console_b.close();
     }
     before.assert_restored();
+}
+
+/// A UDP datagram from this host to the forwarded port comes back from the
+/// guest's echo server (scripts/guest-udp-echo.c), through slirp.
+fn udp_forward_checks(console: &mut common::Console, udp_port: u16) {
+    console.send_line("udp-echo 5353");
+    console.expect("vmz-guest: udp echo on 5353", BOOT_TIMEOUT);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 128];
+    let mut echoed = None;
+    // Datagrams may be lost: a few tries, each bounded.
+    for i in 0..10 {
+        let payload = format!("udp datagram {i}");
+        socket
+            .send_to(payload.as_bytes(), ("127.0.0.1", udp_port))
+            .unwrap();
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            assert_eq!(from.port(), udp_port, "the answer comes from the forward");
+            echoed = Some((payload, String::from_utf8_lossy(&buf[..n]).into_owned()));
+            break;
+        }
+    }
+    let (sent, back) = echoed.expect("no UDP answer through the forward");
+    assert_eq!(back, format!("echo:{sent}"));
+}
+
+/// The guest (eth1, 169.254.1.2) and this test (169.254.1.1, `my_mac`)
+/// exchange Ethernet frames over a datagram socket.
+fn harness_link_checks(
+    console: &mut common::Console,
+    harness: &std::os::unix::net::UnixDatagram,
+    guest_mac: [u8; 6],
+    my_mac: [u8; 6],
+) {
+    let before = console.text().len();
+    console.send_line(
+        "run ip link set eth1 up && ip addr add 169.254.1.2/24 dev eth1 && (ping -c 1 -W 5 169.254.1.1 >/dev/null 2>&1 &)",
+    );
+    console.expect_after(before, "vmz-guest: run done rc=0", BOOT_TIMEOUT);
+    harness.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
+    let deadline = std::time::Instant::now() + BOOT_TIMEOUT;
+    let mut frame = [0u8; 2048];
+    let recv = |frame: &mut [u8], what: &str| {
+        assert!(std::time::Instant::now() < deadline, "{what}: only noise");
+        harness.recv(frame).expect(what)
+    };
+    // The first ARP request for 169.254.1.1 (IPv6 noise is skipped).
+    let arp = loop {
+        let n = recv(&mut frame, "a frame from the guest");
+        if n >= 42 && frame[12..14] == [0x08, 0x06] && frame[38..42] == [169, 254, 1, 1] {
+            break frame[..n].to_vec();
+        }
+    };
+    assert_eq!(arp[6..12], guest_mac, "the frame comes from the chosen MAC");
+    let mut answer = Vec::new();
+    answer.extend_from_slice(&guest_mac);
+    answer.extend_from_slice(&my_mac);
+    answer.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+    answer.extend_from_slice(&my_mac);
+    answer.extend_from_slice(&[169, 254, 1, 1]);
+    answer.extend_from_slice(&guest_mac);
+    answer.extend_from_slice(&[169, 254, 1, 2]);
+    answer.resize(60, 0);
+    harness.send(&answer).unwrap();
+    // With our MAC learnt, the guest sends its ping to it.
+    loop {
+        let n = recv(&mut frame, "the guest's IP packet");
+        if n >= 34 && frame[12..14] == [0x08, 0x00] && frame[30..34] == [169, 254, 1, 1] {
+            assert_eq!(frame[..6], my_mac, "sent to the MAC the test answered with");
+            break;
+        }
+    }
 }
 
 /// Bad networks are refused with ErrorCode::Device.
