@@ -145,6 +145,17 @@ impl Console {
         Ok(self.text(from, end))
     }
 
+    /// Times the test guest's `cat-bytes n` (n bytes of `x` printed on the
+    /// console) from the command's first byte written to the line after
+    /// the bytes, "vmz-guest: cat done".
+    pub(crate) fn time_cat_bytes(&mut self, n: usize) -> BenchResult<Duration> {
+        let from = self.len();
+        let t0 = Instant::now();
+        self.send(format!("cat-bytes {n}\n").as_bytes())?;
+        self.wait_for(b"vmz-guest: cat done", from, STEP_TIMEOUT)?;
+        Ok(t0.elapsed())
+    }
+
     /// Counts occurrences of `needle` from offset `from`.
     pub(crate) fn count(&self, needle: &[u8], from: usize) -> usize {
         let out = self.output.0.lock().unwrap_or_else(|p| p.into_inner());

@@ -200,16 +200,12 @@ impl DiskReference {
     /// ran.
     fn capture(guest: &Guest, ws: &Workspace) -> BenchResult<DiskReference> {
         let real = real_virtiofsd()?;
-        let dir = std::env::temp_dir().join(format!("vmz-bench-virtiofsd-{}", std::process::id()));
-        let wrapper = common::RecordingProgram::new(&dir, "virtiofsd", &real);
-        let qemu = wrapper.with("VMZ_VIRTIOFSD", || {
-            capture_args_with(guest, MEMORY_MIB, |b| ws.attach(b))
-        });
-        let recorded = std::fs::read_to_string(dir.join("args"))
-            .map(|s| s.lines().map(String::from).collect::<Vec<_>>());
-        let _ = std::fs::remove_dir_all(&dir);
-        let qemu = qemu?;
-        let recorded = recorded.context("virtiofsd was not run through its wrapper")?;
+        let (qemu, recorded) = capture_args_recording(
+            guest,
+            MEMORY_MIB,
+            |b| ws.attach(b),
+            ("VMZ_VIRTIOFSD", "virtiofsd", &real),
+        )?;
         DiskReference::new(qemu, real, recorded, ws)
     }
 
@@ -525,10 +521,7 @@ fn disk_rows(opts: &DiskOptions, tree: &ShareTree, samples: &Samples) -> Vec<Tab
         .into_iter()
         .map(|(what, unit, k)| {
             let (a, b) = (format!("disks.vmz.{k}"), format!("disks.ref.{k}"));
-            let pairs = match pair_ratios(samples.get(&a), samples.get(&b)) {
-                Some((lo, mid, hi)) => format!("; pairs {lo:.3} / {mid:.3} / {hi:.3}"),
-                None => String::new(),
-            };
+            let pairs = pairs_note(samples, &a, &b);
             TableRow {
                 what,
                 unit,

@@ -49,9 +49,12 @@ use vmz::{Config, ConfigBuilder, Event, Exit, Machine};
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
+mod boot;
 mod console;
+mod context;
 mod disk_rows;
 mod guest;
+mod in_turn;
 mod inherit;
 mod process;
 mod reference;
@@ -59,11 +62,15 @@ mod report;
 mod rows;
 mod share_tree;
 mod stats;
+mod table_rows;
 mod vmz_run;
 
+use boot::*;
 use console::*;
+use context::*;
 use disk_rows::*;
 use guest::*;
+use in_turn::*;
 use inherit::*;
 use process::*;
 use reference::*;
@@ -71,54 +78,8 @@ use report::*;
 use rows::*;
 use share_tree::*;
 use stats::*;
+use table_rows::*;
 use vmz_run::*;
-
-/// Errors of the benchmark: a message with context.
-type BenchResult<T> = Result<T, String>;
-
-/// Adds context to errors of any displayable type.
-trait Context<T> {
-    /// Maps the error to `"{what}: {error}"`.
-    fn context(self, what: &str) -> BenchResult<T>;
-}
-
-impl<T, E: Display> Context<T> for Result<T, E> {
-    fn context(self, what: &str) -> BenchResult<T> {
-        self.map_err(|e| format!("{what}: {e}"))
-    }
-}
-
-/// The line the test guest's init prints once it runs.
-const MARKER: &[u8] = b"VMZ-GUEST-READY";
-/// The test guest's first line: /init's first act.
-const USERSPACE: &[u8] = b"VMZ-GUEST-USERSPACE";
-
-/// The times of one boot, from the start of the timed call.
-#[derive(Clone, Copy, Debug)]
-struct Boot {
-    /// To the first line of /init on the console (`VMZ-GUEST-USERSPACE`,
-    /// once /init has loaded the console's modules and opened hvc0).
-    userspace: Duration,
-    /// To the marker (`VMZ-GUEST-READY`): modules loaded, acpid running.
-    ready: Duration,
-}
-
-impl Boot {
-    /// Waits for both markers on `console`, timing from `t0`.
-    fn wait(console: &Console, t0: Instant) -> BenchResult<Boot> {
-        let at = console.wait_for(USERSPACE, 0, BOOT_TIMEOUT)?;
-        let userspace = t0.elapsed();
-        console.wait_for(MARKER, at, BOOT_TIMEOUT)?;
-        Ok(Boot {
-            userspace,
-            ready: t0.elapsed(),
-        })
-    }
-}
-/// Generous: emulated guests on a small, possibly busy machine.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-/// For everything after the boot.
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What to run, from the environment.
 struct Options {
@@ -129,14 +90,6 @@ struct Options {
     cat_bytes: usize,
     echo_lines: usize,
     out_dir: PathBuf,
-}
-
-/// Reads a number from the environment.
-fn env_usize(name: &str, default: usize) -> BenchResult<usize> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().context(name),
-        _ => Ok(default),
-    }
 }
 
 impl Options {

@@ -110,6 +110,27 @@ pub(crate) fn capture_args_with(
     QemuArgs::new(argv, guest)
 }
 
+/// `capture_args_with`, and also the arguments vmz gave a helper program
+/// it starts (virtiofsd, the vsock daemon): `(var, name, real)` runs the
+/// VM with environment variable `var` on a recording wrapper `name` of
+/// the `real` program.
+pub(crate) fn capture_args_recording(
+    guest: &Guest,
+    memory_mib: u64,
+    extra: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+    (var, name, real): (&str, &str, &Path),
+) -> BenchResult<(QemuArgs, Vec<String>)> {
+    let dir = std::env::temp_dir().join(format!("vmz-bench-{name}-{}", std::process::id()));
+    let wrapper = common::RecordingProgram::new(&dir, name, real);
+    let qemu = wrapper.with(var, || capture_args_with(guest, memory_mib, extra));
+    let recorded = std::fs::read_to_string(dir.join("args"))
+        .map(|s| s.lines().map(String::from).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&dir);
+    let qemu = qemu?;
+    let recorded = recorded.context(&format!("{name} was not run through its wrapper"))?;
+    Ok((qemu, recorded))
+}
+
 /// The plain command line a user would type (bzImage, QEMU's defaults).
 pub(crate) fn plain_args(guest: &Guest) -> BenchResult<Vec<String>> {
     Ok(vec![

@@ -15,24 +15,6 @@ pub(crate) fn boot_bzimage(
     Ok(())
 }
 
-/// Run `run` of a pair: vmz first in even runs and the reference first in
-/// odd ones (A B, B A, ...), so a cost of going first (or second) falls on
-/// both.
-pub(crate) fn in_turn(
-    run: usize,
-    samples: &mut Samples,
-    vmz: &dyn Fn(&mut Samples) -> BenchResult<()>,
-    reference: &dyn Fn(&mut Samples) -> BenchResult<()>,
-) -> BenchResult<()> {
-    if run.is_multiple_of(2) {
-        vmz(samples)?;
-        reference(samples)
-    } else {
-        reference(samples)?;
-        vmz(samples)
-    }
-}
-
 /// Plain QEMU boots with `args`; its times go under `key`; killed, then a
 /// pause (`settle`).
 pub(crate) fn boot_plain(samples: &mut Samples, args: &[String], key: &str) -> BenchResult<()> {
@@ -81,11 +63,7 @@ pub(crate) fn throughput(
     prefix: &str,
 ) -> BenchResult<()> {
     if opts.cat_bytes > 0 {
-        let from = console.len();
-        let t0 = Instant::now();
-        console.send(format!("cat-bytes {}\n", opts.cat_bytes).as_bytes())?;
-        console.wait_for(b"vmz-guest: cat done", from, STEP_TIMEOUT)?;
-        let dt = t0.elapsed().as_secs_f64();
+        let dt = console.time_cat_bytes(opts.cat_bytes)?.as_secs_f64();
         samples.add(
             &format!("{prefix}.serial_out_mbps"),
             opts.cat_bytes as f64 / dt / 1e6,

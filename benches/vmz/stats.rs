@@ -83,3 +83,12 @@ pub(crate) fn pair_ratios(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
         .collect();
     stats(&ratios)
 }
+
+/// The table note's tail for a pair of rows: "; pairs min / median / max"
+/// of their [`pair_ratios`], or nothing without samples.
+pub(crate) fn pairs_note(samples: &Samples, a: &str, b: &str) -> String {
+    match pair_ratios(samples.get(a), samples.get(b)) {
+        Some((lo, mid, hi)) => format!("; pairs {lo:.3} / {mid:.3} / {hi:.3}"),
+        None => String::new(),
+    }
+}
