@@ -28,6 +28,8 @@
 //! - `VMZ_CHANNEL_VSOCK_BYTES`: each vsock direction (default 256 MiB).
 //! - `VMZ_CHANNEL_VSOCK_ROUND_TRIPS`: 1-byte round trips (default 3000).
 //! - `VMZ_CHANNEL_FORWARD_BYTES`: echoed through the forward (32 MiB).
+//! - `VMZ_CHANNEL_CALIBRATE=1`: an A/A run: the reference in the vmz
+//!   column too, to see the ratios the harness gives two identical sides.
 //!
 //! Output: the table on stdout (per-pair ratios in the notes); raw samples
 //! in `target/vmz-bench/channels.json` (and `channels.csv`, the table in
@@ -107,41 +109,49 @@ use stats::*;
 use vmz_run::*;
 use vsock::*;
 
-/// Adds one transfer: its rate under `{key}.{side}_mbps` and its duration
-/// under `{key}.{side}_s`; warns when it lasted less than 0.5 s.
-fn add_transfer(samples: &mut Samples, key: &str, side: Side, bytes: usize, took: Duration) {
+/// Adds one transfer: its rate under `{key}.{column}_mbps` and its
+/// duration under `{key}.{column}_s`; warns when it lasted less than 0.5 s.
+fn add_transfer(samples: &mut Samples, key: &str, column: &str, bytes: usize, took: Duration) {
     let s = took.as_secs_f64();
     if s < 0.5 {
-        eprintln!("warning: {key} ({side}) lasted {s:.2} s: raise its size (see the bench's doc)");
+        eprintln!(
+            "warning: {key} ({column}) lasted {s:.2} s: raise its size (see the bench's doc)"
+        );
     }
-    samples.add(&format!("{key}.{side}_mbps"), bytes as f64 / s / 1e6);
-    samples.add(&format!("{key}.{side}_s"), s);
+    samples.add(&format!("{key}.{column}_mbps"), bytes as f64 / s / 1e6);
+    samples.add(&format!("{key}.{column}_s"), s);
 }
 
 /// One side's run: a ttyS0 boot, then an hvc0 boot with vsock and the
 /// forward, each measured and stopped.
-fn run_side(side: Side, setup: &Setup, opts: &Options, samples: &mut Samples) -> BenchResult<()> {
+fn run_side(
+    side: Side,
+    column: &str,
+    setup: &Setup,
+    opts: &Options,
+    samples: &mut Samples,
+) -> BenchResult<()> {
     let mut ttys0 = setup.boot(side, Channels::Ttys0)?;
     let took = ttys0.console().time_cat_bytes(opts.ttys0_bytes)?;
-    add_transfer(samples, "console_ttys0", side, opts.ttys0_bytes, took);
+    add_transfer(samples, "console_ttys0", column, opts.ttys0_bytes, took);
     drop(ttys0);
 
     let mut vm = setup.boot(side, Channels::Hvc0VsockForward)?;
     let took = vm.console().time_cat_bytes(opts.hvc0_bytes)?;
-    add_transfer(samples, "console_hvc0", side, opts.hvc0_bytes, took);
+    add_transfer(samples, "console_hvc0", column, opts.hvc0_bytes, took);
 
     let ports = VsockPorts::listen(vm.console(), opts.vsock_bytes)?;
     let took = ports.guest_to_host(&vm, opts.vsock_bytes)?;
-    add_transfer(samples, "vsock_g2h", side, opts.vsock_bytes, took);
+    add_transfer(samples, "vsock_g2h", column, opts.vsock_bytes, took);
     let took = ports.host_to_guest(&vm, opts.vsock_bytes)?;
-    add_transfer(samples, "vsock_h2g", side, opts.vsock_bytes, took);
+    add_transfer(samples, "vsock_h2g", column, opts.vsock_bytes, took);
     let (median_us, took) = ports.round_trips(&vm, opts.vsock_round_trips)?;
-    samples.add(&format!("vsock_rtt.{side}_us"), median_us);
-    samples.add(&format!("vsock_rtt.{side}_s"), took.as_secs_f64());
+    samples.add(&format!("vsock_rtt.{column}_us"), median_us);
+    samples.add(&format!("vsock_rtt.{column}_s"), took.as_secs_f64());
 
     start_echo_server(vm.console())?;
     let took = forward_echo(setup.forward_port, opts.forward_bytes)?;
-    add_transfer(samples, "forward", side, opts.forward_bytes, took);
+    add_transfer(samples, "forward", column, opts.forward_bytes, took);
     Ok(())
 }
 
@@ -154,14 +164,21 @@ fn run(opts: &Options) -> BenchResult<String> {
     drop(setup.boot(Side::Reference, Channels::Ttys0)?);
     drop(setup.boot(Side::Reference, Channels::Hvc0VsockForward)?);
 
+    // Calibration (A/A): the reference in both columns, to see what the
+    // harness alone makes of two identical sides.
+    let first = if opts.calibrate {
+        Side::Reference
+    } else {
+        Side::Vmz
+    };
     let mut samples = Samples::default();
     for i in 0..opts.runs {
         eprintln!("channels: run {}/{}", i + 1, opts.runs);
         in_turn(
             i,
             &mut samples,
-            &|samples| run_side(Side::Vmz, &setup, opts, samples),
-            &|samples| run_side(Side::Reference, &setup, opts, samples),
+            &|samples| run_side(first, "vmz", &setup, opts, samples),
+            &|samples| run_side(Side::Reference, "reference", &setup, opts, samples),
         )?;
     }
 

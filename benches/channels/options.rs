@@ -10,6 +10,8 @@ pub(crate) struct Options {
     pub(crate) vsock_bytes: usize,
     pub(crate) vsock_round_trips: usize,
     pub(crate) forward_bytes: usize,
+    /// An A/A run: the reference in both columns.
+    pub(crate) calibrate: bool,
     pub(crate) out_dir: PathBuf,
 }
 
@@ -22,6 +24,7 @@ impl Options {
             vsock_bytes: env_usize("VMZ_CHANNEL_VSOCK_BYTES", 256 << 20)?.max(1),
             vsock_round_trips: env_usize("VMZ_CHANNEL_VSOCK_ROUND_TRIPS", 3000)?.max(1),
             forward_bytes: env_usize("VMZ_CHANNEL_FORWARD_BYTES", 32 << 20)?.max(1),
+            calibrate: env_usize("VMZ_CHANNEL_CALIBRATE", 0)? != 0,
             out_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vmz-bench"),
         })
     }
@@ -35,6 +38,14 @@ impl Options {
             ("vsock_bytes", self.vsock_bytes.to_string()),
             ("vsock_round_trips", self.vsock_round_trips.to_string()),
             ("forward_bytes", self.forward_bytes.to_string()),
+            (
+                "calibration",
+                if self.calibrate {
+                    "yes: the vmz column is the reference too (A/A)".into()
+                } else {
+                    "no".into()
+                },
+            ),
         ]
     }
 }

@@ -10,15 +10,6 @@ pub(crate) enum Side {
     Reference,
 }
 
-impl Display for Side {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Side::Vmz => "vmz",
-            Side::Reference => "reference",
-        })
-    }
-}
-
 /// The two guest configurations of a run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Channels {
