@@ -699,6 +699,30 @@ void vmz_set_log_callback(VMZLogCallback callback, void *context, VMZLogLevel ma
 int32_t vmz_vsock_connect(VMZHandle handle, uint32_t port, uint32_t timeout_ms, VMZErrorRef *error);
 
 /**
+ * The answer to vmz_vsock_connect_async(), on the VM's queue: `fd` is a
+ * connected stream socket owned by the receiver (close-on-exec, blocking)
+ * and `error` NULL; or `fd` is -1 and `error` says why (owned by the
+ * receiver, freed with vmz_error_free()).
+ */
+typedef void (*VMZVsockConnectCallback)(void *context, int32_t fd, VMZErrorRef error);
+
+/**
+ * vsock (ABI 3): connects to `port` of the guest without waiting. Returns
+ * false with `*error` set when the VM is not running
+ * (VMZ_ERROR_INVALID_STATE), has no vsock device (VMZ_ERROR_DEVICE) or
+ * `callback` is NULL; `callback` is then never called. Otherwise true, and
+ * `callback` is called exactly once, on the VM's queue, after this call
+ * has returned: with the descriptor, or with the error
+ * (VMZ_ERROR_CONNECTION_REFUSED when nobody listens there or the guest does
+ * not answer within `timeout_ms` milliseconds, 0: 10 s;
+ * VMZ_ERROR_INVALID_STATE when the VM ends first, or is released first:
+ * then before vmz_release() returns). `context` must stay valid until the
+ * callback. May be called from a callback of the same VM.
+ */
+bool vmz_vsock_connect_async(VMZHandle handle, uint32_t port, uint32_t timeout_ms, VMZVsockConnectCallback callback,
+                             void *context, VMZErrorRef *error);
+
+/**
  * Called on the VM's queue for each connection the guest makes to a port
  * the host listens on (vmz_vsock_listen). `fd` is a connected stream
  * socket owned by the receiver (close-on-exec, blocking).

@@ -189,7 +189,7 @@ impl Shared {
 
 /// Runs a trampoline body with the callback flag set, containing panics
 /// (of this crate's own code too: nothing may unwind into C).
-fn guarded(what: &str, body: impl FnOnce()) {
+pub(crate) fn guarded(what: &str, body: impl FnOnce()) {
     let outer = IN_CALLBACK.with(|c| c.replace(true));
     if catch_unwind(AssertUnwindSafe(body)).is_err() {
         log::error!("panic in vmz callback {what}; contained");

@@ -69,7 +69,7 @@ pub use machine::{Machine, State};
 pub use network::{Network, Protocol};
 pub use share::{Share, MAX_SHARES, MAX_SHARE_TAG_LEN};
 pub use stream::{EventStream, Recv};
-pub use vsock::{VsockListener, VsockStream};
+pub use vsock::{VsockAccept, VsockConnect, VsockListener, VsockStream};
 pub use wait::{Completion, Ended, Started};
 
 /// Numbers of live bridge objects, for leak checks.

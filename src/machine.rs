@@ -373,6 +373,11 @@ impl Machine {
         self.shared.exit()
     }
 
+    /// What the machine shares with its callbacks (its end, for vsock).
+    pub(crate) fn shared(&self) -> &crate::events::Shared {
+        &self.shared
+    }
+
     /// The bridge's handle, for device code in other modules (vsock).
     pub(crate) fn raw_handle(&self) -> *mut sys::VMZMachine {
         self.handle.as_ptr()

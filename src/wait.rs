@@ -101,17 +101,82 @@ fn poll_status<T>(
     }
 }
 
+/// The one answer to a bridge call with a callback, shared by the future
+/// that waits for it and the trampoline that fills it (the bridge holds
+/// one `Arc` reference, `Arc::into_raw`, until its callback). A future
+/// dropped before the answer leaves the value to be dropped here (a
+/// descriptor closed) when the bridge's reference goes.
+pub(crate) struct Answer<T> {
+    inner: Mutex<AnswerState<T>>,
+}
+
+struct AnswerState<T> {
+    result: Option<Result<T>>,
+    waker: Option<Waker>,
+}
+
+impl<T> Answer<T> {
+    pub(crate) fn new() -> Arc<Answer<T>> {
+        Arc::new(Answer {
+            inner: Mutex::new(AnswerState {
+                result: None,
+                waker: None,
+            }),
+        })
+    }
+
+    /// Stores the answer and wakes the waiting task, if any.
+    pub(crate) fn fill(&self, result: Result<T>) {
+        let waker = {
+            let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            s.result = Some(result);
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The answer, once; else registers the task's waker.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match s.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Calls `op` with a context for the bridge (one reference); when the
+    /// call itself fails, the bridge did not take it, and the error is
+    /// the answer.
+    pub(crate) fn call(self: &Arc<Self>, op: impl FnOnce(*mut c_void) -> Result<()>) {
+        let ctx = Arc::into_raw(self.clone()) as *mut c_void;
+        if let Err(e) = op(ctx) {
+            // SAFETY: the bridge refused the call and did not take `ctx`.
+            drop(unsafe { Arc::from_raw(ctx as *const Answer<T>) });
+            self.fill(Err(e));
+        }
+    }
+
+    /// In a trampoline: takes back the bridge's reference.
+    ///
+    /// # Safety
+    /// `ctx` must come from [`call`](Answer::call) on an `Answer<T>`, and
+    /// the bridge calls back once per call.
+    pub(crate) unsafe fn from_context(ctx: *mut c_void) -> Arc<Answer<T>> {
+        // SAFETY: as the caller promises.
+        unsafe { Arc::from_raw(ctx as *const Answer<T>) }
+    }
+}
+
 /// The answer to one bridge operation with a completion callback
 /// (`vmz_pause`, `vmz_resume`): resolves when the bridge calls it.
 #[must_use = "futures do nothing unless polled"]
 pub struct Completion {
-    slot: Arc<Mutex<Slot>>,
-}
-
-#[derive(Default)]
-struct Slot {
-    result: Option<Result<()>>,
-    waker: Option<Waker>,
+    answer: Arc<Answer<()>>,
 }
 
 impl std::fmt::Debug for Completion {
@@ -126,49 +191,32 @@ impl Completion {
     pub(crate) fn call(
         op: impl FnOnce(sys::VMZCompletionCallback, *mut c_void) -> Result<()>,
     ) -> Completion {
-        let slot = Arc::new(Mutex::new(Slot::default()));
-        let ctx = Arc::into_raw(slot.clone()) as *mut c_void;
-        if let Err(e) = op(Some(complete), ctx) {
-            // SAFETY: the bridge refused the call and did not take `ctx`.
-            drop(unsafe { Arc::from_raw(ctx as *const Mutex<Slot>) });
-            slot.lock().unwrap_or_else(|p| p.into_inner()).result = Some(Err(e));
-        }
-        Completion { slot }
+        let answer = Answer::new();
+        answer.call(|ctx| op(Some(complete), ctx));
+        Completion { answer }
     }
 }
 
-/// The C completion: `ctx` is `Arc::into_raw` of a `Mutex<Slot>`.
+/// The C completion: `ctx` is an `Answer<()>` of [`Completion::call`].
 unsafe extern "C" fn complete(ctx: *mut c_void, error: sys::VMZErrorRef) {
     // SAFETY: the bridge calls this exactly once with our context, and
     // hands us `error` (maybe NULL).
-    let (slot, error) = unsafe {
+    let (answer, error) = unsafe {
         (
-            Arc::from_raw(ctx as *const Mutex<Slot>),
+            Answer::<()>::from_context(ctx),
             BridgeError::from_raw(error),
         )
     };
-    let waker = {
-        let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
-        s.result = Some(error.map_or(Ok(()), |e| Err(Error::Bridge(e))));
-        s.waker.take()
-    };
-    if let Some(w) = waker {
-        w.wake();
-    }
+    crate::events::guarded("completion", || {
+        answer.fill(error.map_or(Ok(()), |e| Err(Error::Bridge(e))))
+    });
 }
 
 impl Future for Completion {
     type Output = Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let mut s = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        match s.result.take() {
-            Some(r) => Poll::Ready(r),
-            None => {
-                s.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
+        self.answer.poll_take(cx)
     }
 }
 

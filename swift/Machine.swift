@@ -44,6 +44,8 @@ final class Machine: EngineDelegate {
     /// Signalled when the VM has ended (for `release` to wait on).
     private let ended = DispatchSemaphore(value: 0)
     private var endedSignalled = false
+    /// vmz_vsock_connect_async calls not yet answered (Vsock.swift).
+    let vsockConnects = PendingVsockConnects()
 
     private static let counterLock = Lock()
     private static var counter = 0
@@ -89,6 +91,9 @@ final class Machine: EngineDelegate {
 
     /// Whether the caller runs on this VM's queue (inside its callback).
     var isOnOwnQueue: Bool { onOwnQueue }
+
+    /// Runs `body` later on the VM's queue (for device code in other files).
+    func onQueueLater(_ body: @escaping @Sendable () -> Void) { queue.async(execute: body) }
 
     /// On the queue: whether vmz_release has begun (callbacks are silenced).
     var isReleased: Bool { released }
@@ -254,6 +259,7 @@ final class Machine: EngineDelegate {
         for (cb, ctx) in pending { cb?(ctx, isActive ? error().toC() : nil) }
         finish(\.pauseCompletion, error())
         finish(\.resumeCompletion, error())
+        vsockConnects.failAll(error)
         if let release = callbacks.release_context {
             release(callbacks.context)
         }
@@ -335,6 +341,7 @@ final class Machine: EngineDelegate {
         let over = { BridgeError(VMZ_ERROR_INVALID_STATE, "the VM ended (\(Machine.describe(end))) before the operation completed") }
         finish(\.pauseCompletion, over())
         finish(\.resumeCompletion, over())
+        vsockConnects.failAll(over)
 
         // The ABI 1 callbacks: a VM that ended on its own, once running.
         if !forced && startError == nil && !released {

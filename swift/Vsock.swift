@@ -1,6 +1,6 @@
-// vsock as the C ABI offers it (vmz_vsock_connect, vmz_vsock_listen,
-// vmz_vsock_stop_listening): the Machine's side, over the engine's
-// (QEMUVsock.swift, VZVsock.swift).
+// vsock as the C ABI offers it (vmz_vsock_connect, vmz_vsock_connect_async,
+// vmz_vsock_listen, vmz_vsock_stop_listening): the Machine's side, over the
+// engine's (QEMUVsock.swift, VZVsock.swift).
 
 #if canImport(Glibc)
 import Glibc
@@ -36,6 +36,44 @@ private final class ConnectOutcome: @unchecked Sendable {
     }
 }
 
+/// The vmz_vsock_connect_async calls of one VM not yet answered, touched
+/// only on the VM's queue. Each is answered exactly once: by the engine's
+/// result, or by the VM's end or release (`failAll`), whichever comes
+/// first; a result that comes after has its descriptor closed.
+final class PendingVsockConnects {
+    private var next: UInt64 = 0
+    private var waiting: [UInt64: (VMZVsockConnectCallback, UnsafeMutableRawPointer?)] = [:]
+
+    func add(_ callback: @escaping VMZVsockConnectCallback, _ context: UnsafeMutableRawPointer?) -> UInt64 {
+        next += 1
+        waiting[next] = (callback, context)
+        return next
+    }
+
+    /// Forgets `id` without calling it (the call was refused).
+    func remove(_ id: UInt64) { waiting[id] = nil }
+
+    /// Hands `result` to `id`'s callback, or closes the descriptor nobody
+    /// waits for any more.
+    func answer(_ id: UInt64, _ result: Result<Int32, BridgeError>) {
+        guard let (callback, context) = waiting.removeValue(forKey: id) else {
+            if case .success(let fd) = result { close(fd) }
+            return
+        }
+        switch result {
+        case .success(let fd): callback(context, Machine.handOut(fd), nil)
+        case .failure(let e): callback(context, -1, e.toC())
+        }
+    }
+
+    /// Answers every waiting call with `error()` (each gets its own).
+    func failAll(_ error: () -> BridgeError) {
+        let all = waiting.sorted { $0.key < $1.key }
+        waiting = [:]
+        for (_, (callback, context)) in all { callback(context, -1, error().toC()) }
+    }
+}
+
 extension Machine {
     /// The default wait of vmz_vsock_connect.
     static let vsockConnectTimeout = 10.0
@@ -63,11 +101,53 @@ extension Machine {
         guard let result = outcome.take(abandon: waited == .timedOut) else {
             throw BridgeError(VMZ_ERROR_CONNECTION_REFUSED, "vsock port \(port): no answer within \(timeout) s")
         }
-        let fd = try result.get()
-        // The caller gets a blocking, close-on-exec descriptor.
+        return Machine.handOut(try result.get())
+    }
+
+    /// The caller gets a blocking, close-on-exec descriptor.
+    static func handOut(_ fd: Int32) -> Int32 {
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         return fd
+    }
+
+    /// Connects to the guest's `port` without waiting: `callback` once, on
+    /// the queue, later (never from inside this call). A refusal known at
+    /// once (not running, no device) is thrown instead.
+    func vsockConnectAsync(
+        port: UInt32, timeoutMS: UInt32, callback: @escaping VMZVsockConnectCallback, context: UnsafeMutableRawPointer?
+    ) throws {
+        let timeout = timeoutMS == 0 ? Machine.vsockConnectTimeout : Double(timeoutMS) / 1000
+        try withEngine { engine, state in
+            guard state == VMZ_STATE_RUNNING else {
+                throw BridgeError(VMZ_ERROR_INVALID_STATE, "cannot connect over vsock: the VM is \(stateName(state))")
+            }
+            let id = vsockConnects.add(callback, context)
+            // The engine answers on the queue: during this call for what it
+            // refuses at once, later otherwise.
+            var inCall = true
+            var refusal: BridgeError?
+            engine.vsockConnect(port: port, timeout: timeout) { [weak self] result in
+                if inCall, case .failure(let e) = result {
+                    refusal = e
+                    return
+                }
+                guard let self else {
+                    if case .success(let fd) = result { close(fd) }
+                    return
+                }
+                if inCall {
+                    self.onQueueLater { self.vsockConnects.answer(id, result) }
+                } else {
+                    self.vsockConnects.answer(id, result)
+                }
+            }
+            inCall = false
+            if let refusal {
+                vsockConnects.remove(id)
+                throw refusal
+            }
+        }
     }
 
     func vsockListen(port: UInt32, callback: @escaping VMZVsockAcceptCallback, context: UnsafeMutableRawPointer?) throws {

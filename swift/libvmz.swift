@@ -244,6 +244,18 @@ public func vmz_vsock_connect(
     return fd
 }
 
+@_cdecl("vmz_vsock_connect_async")
+public func vmz_vsock_connect_async(
+    _ handle: VMZHandle?, _ port: UInt32, _ timeoutMS: UInt32, _ callback: VMZVsockConnectCallback?,
+    _ context: UnsafeMutableRawPointer?, _ error: UnsafeMutablePointer<VMZErrorRef?>?
+) -> Bool {
+    attempt(error) {
+        guard let m = machine(handle) else { throw invalidHandle() }
+        guard let callback else { throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "callback is NULL") }
+        try m.vsockConnectAsync(port: port, timeoutMS: timeoutMS, callback: callback, context: context)
+    }
+}
+
 @_cdecl("vmz_vsock_listen")
 public func vmz_vsock_listen(
     _ handle: VMZHandle?, _ port: UInt32, _ callback: VMZVsockAcceptCallback?, _ context: UnsafeMutableRawPointer?,

@@ -60,6 +60,15 @@ async fn bounded<F: Future>(future: F, limit: Duration, what: &str) -> F::Output
         .unwrap_or_else(|| panic!("{what}: not done within {limit:?}"))
 }
 
+/// The error code of a vsock connect (as a future) that must fail.
+async fn connect_error(vm: &Machine, port: u32, what: &str) -> vmz::ErrorCode {
+    let e = bounded(vm.vsock_connect_async(port), BOOT_TIMEOUT, what)
+        .await
+        .expect_err(what);
+    eprintln!("{what}: {e}");
+    e.code()
+}
+
 /// Every event of the stream to its end (`None` after `Ended`), by name.
 async fn all_events(events: &mut EventStream) -> Vec<String> {
     let mut names = Vec::new();
@@ -89,12 +98,18 @@ async fn the_async_api_on_tokio_with_an_async_console() {
         let (guest_in, to_guest) = std::io::pipe().unwrap();
         let (from_guest, guest_out) = std::io::pipe().unwrap();
         let config = common::guest_builder(&g.kernel)
+            .vsock(true)
             .serial_input(guest_in)
             .serial_output(guest_out)
             .build()
             .unwrap();
         let (vm, mut events) = Machine::with_event_stream(&config).unwrap();
         drop(config);
+        let listener = vm.vsock_listen(6000).unwrap();
+        assert_eq!(
+            connect_error(&vm, 5000, "connect before the start").await,
+            vmz::ErrorCode::InvalidState
+        );
         let mut to_guest =
             tokio::net::unix::pipe::Sender::from_owned_fd(std::os::fd::OwnedFd::from(to_guest))
                 .unwrap();
@@ -121,7 +136,88 @@ async fn the_async_api_on_tokio_with_an_async_console() {
         to_guest.write_all(b"hello async\n").await.unwrap();
         read_until("echo: hello async", &mut seen).await;
 
+        // vsock on tokio: connect, a round trip through tokio's own socket.
+        to_guest
+            .write_all(b"vsock-listen 5000 echo\n")
+            .await
+            .unwrap();
+        read_until("vmz-guest: vsock listening on 5000", &mut seen).await;
+        let stream = bounded(vm.vsock_connect_async(5000), BOOT_TIMEOUT, "vsock connect")
+            .await
+            .expect("connect to the guest");
+        assert_eq!(stream.port(), 5000);
+        stream.set_nonblocking(true).unwrap();
+        let fd = std::os::fd::OwnedFd::from(stream);
+        let mut stream =
+            tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd)).unwrap();
+        let payload: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+        let (mut r, mut w) = stream.split();
+        let mut back = vec![0u8; payload.len()];
+        let (wrote, read) = bounded(
+            async { tokio::join!(w.write_all(&payload), r.read_exact(&mut back)) },
+            BOOT_TIMEOUT,
+            "the vsock echo",
+        )
+        .await;
+        wrote.unwrap();
+        read.unwrap();
+        assert!(back == payload, "echoed bytes differ");
+        drop(stream);
+
+        // Nobody listens on 5001: the typed error, as a future.
+        assert_eq!(
+            connect_error(&vm, 5001, "refused").await,
+            vmz::ErrorCode::ConnectionRefused
+        );
+
+        // Cancelled: connects polled once, then dropped before their
+        // answer. The connections the bridge makes anyway are closed when
+        // the answers come (the Resources check at the end sees a leak).
+        for _ in 0..4 {
+            let mut f = std::pin::pin!(vm.vsock_connect_async(5000));
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(f.as_mut().poll(&mut cx).is_pending(), "answered at once");
+        }
+
+        // The guest connects to the host: accepted as a future.
+        to_guest
+            .write_all(b"vsock-connect 6000 hi-async\n")
+            .await
+            .unwrap();
+        let conn = bounded(listener.accept_async(), BOOT_TIMEOUT, "accept_async")
+            .await
+            .expect("the guest connects");
+        assert_eq!(conn.port(), 6000);
+        conn.set_nonblocking(true).unwrap();
+        let mut conn = tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(
+            std::os::fd::OwnedFd::from(conn),
+        ))
+        .unwrap();
+        let mut line = [0u8; 9];
+        bounded(conn.read_exact(&mut line), BOOT_TIMEOUT, "the guest's line")
+            .await
+            .unwrap();
+        assert_eq!(&line, b"hi-async\n");
+        conn.write_all(b"hello async guest").await.unwrap();
+        drop(conn);
+        read_until("vmz-guest: vsock reply [hello async guest]", &mut seen).await;
+        // An accept that is dropped loses nothing.
+        drop(listener.accept_async());
+
         let ended = vm.ended();
+        // An accept waiting when the VM ends is woken by the end (by its
+        // own waker, nobody else polls it) and fails with a typed error.
+        struct Flag(AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut accept = std::pin::pin!(listener.accept_async());
+        assert!(accept.as_mut().poll(&mut cx).is_pending());
         let exit = bounded(
             vm.stop_async(Duration::from_secs(30)),
             BOOT_TIMEOUT,
@@ -134,6 +230,23 @@ async fn the_async_api_on_tokio_with_an_async_console() {
             bounded(ended, BOOT_TIMEOUT, "ended").await,
             Ok(Exit::PoweredOff)
         ));
+        let t = Instant::now();
+        while !flag.0.load(Ordering::SeqCst) && t.elapsed() < BOOT_TIMEOUT {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "the waiting accept was not woken by the VM's end"
+        );
+        match accept.as_mut().poll(&mut cx) {
+            Poll::Ready(Err(e)) => assert_eq!(e.code(), vmz::ErrorCode::InvalidState, "{e}"),
+            other => panic!("accept through the end: {other:?}"),
+        }
+        assert_eq!(
+            connect_error(&vm, 5000, "connect after the end").await,
+            vmz::ErrorCode::InvalidState
+        );
+        drop(listener);
         assert_eq!(
             all_events(&mut events).await,
             [
@@ -167,8 +280,14 @@ fn the_async_api_on_pollster_pause_resume_and_a_forced_stop() {
     let before = Resources::now();
     {
         let (mut console, input, output) = Console::new();
-        let (vm, mut events) =
-            Machine::with_event_stream(&common::guest_config(input, output)).unwrap();
+        let config = common::guest_builder(&common::guest().kernel)
+            .vsock(true)
+            .serial_input(input)
+            .serial_output(output)
+            .build()
+            .unwrap();
+        let (vm, mut events) = Machine::with_event_stream(&config).unwrap();
+        drop(config);
         pollster::block_on(async {
             bounded(vm.start_async(), BOOT_TIMEOUT, "start_async")
                 .await
@@ -176,6 +295,34 @@ fn the_async_api_on_pollster_pause_resume_and_a_forced_stop() {
             console.expect(MARKER, BOOT_TIMEOUT);
             console.send_line("ignore-powerbutton");
             console.expect("vmz-guest: ignoring power button", BOOT_TIMEOUT);
+
+            // vsock connect and accept as futures on pollster.
+            console.send_line("vsock-listen 5000 echo");
+            console.expect("vmz-guest: vsock listening on 5000", BOOT_TIMEOUT);
+            let mut s = bounded(vm.vsock_connect_async(5000), BOOT_TIMEOUT, "vsock connect")
+                .await
+                .expect("connect to the guest");
+            s.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
+            {
+                use std::io::{Read, Write};
+                s.write_all(b"over pollster\n").unwrap();
+                let mut back = [0u8; 14];
+                s.read_exact(&mut back).unwrap();
+                assert_eq!(&back, b"over pollster\n");
+            }
+            drop(s);
+            assert_eq!(
+                connect_error(&vm, 5001, "refused").await,
+                vmz::ErrorCode::ConnectionRefused
+            );
+            let listener = vm.vsock_listen(6000).unwrap();
+            console.send_line("vsock-connect 6000 hi-pollster");
+            let conn = bounded(listener.accept_async(), BOOT_TIMEOUT, "accept_async")
+                .await
+                .expect("the guest connects");
+            drop(conn);
+            console.expect("vmz-guest: vsock reply []", BOOT_TIMEOUT);
+            drop(listener);
 
             bounded(vm.pause_async(), BOOT_TIMEOUT, "pause_async")
                 .await
