@@ -184,6 +184,15 @@ fn run(opts: &Options) -> BenchResult<String> {
 
     let mut meta = opts.meta();
     meta.extend(setup.meta()?);
+    // The per-pair ratios themselves, for channels.json.
+    for row in table_rows(opts, &samples) {
+        if let Some((_, reference)) = &row.reference {
+            let key = row.row.replace(".vmz_", ".pair_ratio_");
+            for r in ratios(samples.get(&row.row), samples.get(reference)) {
+                samples.add(&key, r);
+            }
+        }
+    }
     let table = table(&samples, &table_rows(opts, &samples));
     finish(
         &opts.out_dir,

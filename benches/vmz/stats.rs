@@ -75,13 +75,17 @@ pub(crate) fn triple(v: &[f64]) -> String {
 /// min, median, max of the ratios `a[i] / b[i]`: run i of one side against
 /// run i of the other, next to each other in time.
 pub(crate) fn pair_ratios(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
-    let ratios: Vec<f64> = a
-        .iter()
+    stats(&ratios(a, b))
+}
+
+/// The ratios `a[i] / b[i]`, run by run (pairs with a zero `b[i]` left
+/// out).
+pub(crate) fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter()
         .zip(b)
         .filter(|(_, y)| **y != 0.0)
         .map(|(x, y)| x / y)
-        .collect();
-    stats(&ratios)
+        .collect()
 }
 
 /// The table note's tail for a pair of rows: "; pairs min / median / max"
