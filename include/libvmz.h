@@ -376,25 +376,64 @@ typedef struct VMZNetwork {
  *  both engines. */
 #define VMZ_SHARE_TAG_MAX 35
 
+/** The most directories one multi-directory share may hold
+ *  (VMZShare.directory_count). */
+#define VMZ_MAX_SHARE_DIRECTORIES 16
+/** The longest VMZShareDirectory.name, in bytes. */
+#define VMZ_SHARE_DIRECTORY_NAME_MAX 64
+
 /**
- * A host directory shared with the guest over virtio-fs (ABI 3); the guest
- * mounts it with `mount -t virtiofs TAG /mnt`. Linux: one virtiofsd per
- * share, started and stopped with the VM (found as VMZ_VIRTIOFSD, else
- * `virtiofsd` on PATH, else /usr/libexec/virtiofsd; the Rust virtiofsd,
- * `cargo install virtiofsd`). macOS: VZVirtioFileSystemDeviceConfiguration
- * with a VZSingleDirectoryShare.
+ * One directory of a multi-directory share (VMZShare.directories, ABI 3):
+ * the guest sees it as /mnt/TAG/NAME when it mounts the share's tag at
+ * /mnt/TAG.
+ */
+typedef struct VMZShareDirectory {
+    /** sizeof(VMZShareDirectory) as the caller knows it. Required; every
+     *  element of the array has the same one. */
+    uint32_t struct_size;
+    /** The name in the guest: 1 to VMZ_SHARE_DIRECTORY_NAME_MAX bytes of
+     *  A-Z a-z 0-9 . _ -, not "." or "..", unique in the share. Required.
+     *  Borrowed for the call. */
+    const char *name;
+    /** The host directory. Required. Borrowed for the call. */
+    const char *path;
+    /** The guest cannot change anything in this directory. */
+    bool read_only;
+} VMZShareDirectory;
+
+/**
+ * A host directory, or several under one tag, shared with the guest over
+ * virtio-fs (ABI 3); the guest mounts it with `mount -t virtiofs TAG /mnt`.
+ * Linux: one virtiofsd per share, started and stopped with the VM (found
+ * as VMZ_VIRTIOFSD, else `virtiofsd` on PATH, else /usr/libexec/virtiofsd;
+ * the Rust virtiofsd, `cargo install virtiofsd`). macOS:
+ * VZVirtioFileSystemDeviceConfiguration with a VZSingleDirectoryShare, or a
+ * VZMultipleDirectoryShare for several directories.
  */
 typedef struct VMZShare {
     /** sizeof(VMZShare) as the caller knows it. Required; every element of
      *  the array has the same one, and the bridge steps by it. */
     uint32_t struct_size;
-    /** The host directory. Required. Borrowed for the call. */
+    /** The host directory. Required unless `directories` is given.
+     *  Borrowed for the call. */
     const char *path;
     /** The tag the guest mounts: 1 to VMZ_SHARE_TAG_MAX bytes of A-Z a-z
      *  0-9 . _ -, unique in the VM. Required. Borrowed for the call. */
     const char *tag;
-    /** The guest cannot change anything in the directory. */
+    /** The guest cannot change anything in the directory (in any of the
+     *  directories, for a multi-directory share). */
     bool read_only;
+    /** Several directories under one tag instead of `path` (which must
+     *  then be NULL): `directory_count` VMZShareDirectory, NULL when none.
+     *  The guest sees each as a subdirectory of the share's root, which is
+     *  read-only. Linux: virtiofsd serves a directory holding bind mounts
+     *  of them, made in the daemon's own mount namespace before it starts
+     *  (as root; otherwise in an unprivileged user namespace, which the
+     *  system must allow: refused by validation otherwise). Mounts below
+     *  these directories are not seen. macOS: a VZMultipleDirectoryShare.
+     *  Borrowed for the call. */
+    const VMZShareDirectory *directories;
+    uint32_t directory_count;
 } VMZShare;
 
 /** Serial descriptor value: "use the default" (no input; output to the

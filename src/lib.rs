@@ -67,7 +67,10 @@ pub use events::Event;
 pub use exit::{Exit, Signal};
 pub use machine::{Machine, State};
 pub use network::{Network, Protocol};
-pub use share::{Share, MAX_SHARES, MAX_SHARE_TAG_LEN};
+pub use share::{
+    Share, ShareDirectory, MAX_SHARES, MAX_SHARE_DIRECTORIES, MAX_SHARE_DIRECTORY_NAME_LEN,
+    MAX_SHARE_TAG_LEN,
+};
 pub use stream::{EventStream, Recv};
 pub use vsock::{VsockAccept, VsockConnect, VsockListener, VsockStream};
 pub use wait::{Completion, Ended, Started};

@@ -101,7 +101,10 @@ final class QEMUEngine: VMEngine {
         _ = try resolveAccelerator(config.accelerator, for: config.guestArchitecture)
         try QEMUVsock.validate(config)
         _ = try findBinary(for: config.guestArchitecture)
-        if !config.shares.isEmpty { _ = try Virtiofsd.find() }
+        if !config.shares.isEmpty {
+            _ = try Virtiofsd.find()
+            try Virtiofsd.checkMultiDirectory(config.shares)
+        }
     }
 
     /// The accelerator to use: the caller's explicit choice, else VMZ_ACCEL,

@@ -126,8 +126,11 @@ final class Virtiofsd {
     init(binary: String, share: Share, listener: Int32, stderr: Int32, queue: DispatchQueue,
          onExit: @escaping (Virtiofsd) -> Void) throws {
         self.share = share
+        // A multi-directory share: virtiofsd serves a directory of bind
+        // mounts made in its own mount namespace (vmz_spawn_mounted).
+        let multi = !share.directories.isEmpty
         var args = [
-            binary, "--fd=3", "--shared-dir", share.path, "--log-level", "error",
+            binary, "--fd=3", "--shared-dir", multi ? Virtiofsd.mountRoot : share.path, "--log-level", "error",
             // The daemon's cache policy: the guest caches what it reads
             // and revalidates on open (virtiofsd's default, said aloud).
             "--cache", "auto",
@@ -147,7 +150,36 @@ final class Virtiofsd {
         let fds = [null, null, stderr, listener]
         var childPid: pid_t = -1
         var pidfd: Int32 = -1
-        let rc = vmz_spawn(binary, &cArgs, fds, Int32(fds.count), &childPid, &pidfd)
+        var step: Int32 = 0
+        var which: Int32 = -1
+        var rc: Int32
+        if multi {
+            var paths = share.directories.map { strdup($0.path) }
+            var names = share.directories.map { strdup($0.name) }
+            defer { for p in paths + names { free(p) } }
+            let readOnly = share.directories.map { Int32($0.readOnly ? 1 : 0) }
+            rc = Virtiofsd.mountRoot.withCString { root in
+                paths.withUnsafeMutableBufferPointer { p in
+                    names.withUnsafeMutableBufferPointer { n in
+                        readOnly.withUnsafeBufferPointer { ro in
+                            var mounts = vmz_spawn_mounts(
+                                root: root, count: Int32(p.count), paths: p.baseAddress,
+                                names: n.baseAddress, read_only: ro.baseAddress,
+                                user_namespace: geteuid() == 0 ? 0 : 1)
+                            return vmz_spawn_mounted(
+                                binary, &cArgs, fds, Int32(fds.count), &mounts, &childPid, &pidfd, &step, &which)
+                        }
+                    }
+                }
+            }
+        } else {
+            rc = vmz_spawn(binary, &cArgs, fds, Int32(fds.count), &childPid, &pidfd)
+        }
+        if rc != 0 && Int(step) != VMZ_MOUNT_STEP_NONE {
+            throw BridgeError(
+                VMZ_ERROR_START_FAILED,
+                "cannot make the directories of \(share.name) for virtiofsd: \(Virtiofsd.describe(step: step, which: which, share)): \(String(cString: strerror(rc)))")
+        }
         if rc != 0 {
             throw BridgeError(VMZ_ERROR_START_FAILED, "cannot run \(binary) for \(share.name): \(String(cString: strerror(rc)))")
         }
@@ -162,6 +194,61 @@ final class Virtiofsd {
         s.setCancelHandler { close(pidfd) }
         source = s
         s.resume()
+    }
+
+    // MARK: Several directories under one tag
+
+    /// Where the daemon of a multi-directory share sees its directories:
+    /// a tmpfs mounted over /tmp in the daemon's own mount namespace
+    /// (the host's /tmp is untouched; it always exists, and nothing on
+    /// the host's side is made or left). The directories are opened
+    /// before it covers /tmp, so they may be below it.
+    static let mountRoot = "/tmp"
+
+    private static func describe(step: Int32, which: Int32, _ share: Share) -> String {
+        let dir = which >= 0 && Int(which) < share.directories.count
+            ? " \(quoted(share.directories[Int(which)].name))" : ""
+        switch Int(step) {
+        case VMZ_MOUNT_STEP_UNSHARE:
+            return geteuid() == 0 ? "unshare(CLONE_NEWNS)" : "unshare(CLONE_NEWUSER | CLONE_NEWNS) (unprivileged user namespaces)"
+        case VMZ_MOUNT_STEP_ID_MAP: return "the user namespace's uid/gid map"
+        case VMZ_MOUNT_STEP_PRIVATE: return "making the mounts private"
+        case VMZ_MOUNT_STEP_OPEN: return "opening directory\(dir)"
+        case VMZ_MOUNT_STEP_PROGRAM: return "opening the program"
+        case VMZ_MOUNT_STEP_TMPFS: return "a tmpfs on \(mountRoot)"
+        case VMZ_MOUNT_STEP_MKDIR: return "the mount point of directory\(dir)"
+        case VMZ_MOUNT_STEP_BIND: return "the bind mount of directory\(dir)"
+        case VMZ_MOUNT_STEP_READ_ONLY: return "making directory\(dir) read-only"
+        default: return "making the share's root read-only"
+        }
+    }
+
+    /// Whether this process can make the mounts of a multi-directory
+    /// share: root can; other users need unprivileged user namespaces,
+    /// which a system may forbid. Throws a typed error that says so.
+    static func checkMultiDirectory(_ shares: [Share]) throws {
+        guard let share = shares.first(where: { !$0.directories.isEmpty }), geteuid() != 0 else { return }
+        let forbidden = [
+            ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+            ("/proc/sys/user/max_user_namespaces", "0"),
+            ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
+        ].first { readSmallFile($0.0) == $0.1 }
+        if let (file, value) = forbidden {
+            throw BridgeError(
+                VMZ_ERROR_SHARE,
+                "\(share.name): several directories under one tag need, on Linux, root or unprivileged user namespaces, which this system forbids (\(file) is \(value)): run as root, allow them, or share each directory under its own tag")
+        }
+    }
+
+    /// The first line of a small file, or nil.
+    private static func readSmallFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 64)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n], as: UTF8.self).split(separator: "\n").first.map(String.init)
     }
 
     deinit { stop() }

@@ -57,12 +57,6 @@ fn head(path: &Path, n: usize) -> Vec<u8> {
     buf
 }
 
-/// Sends `line` to the guest and waits for `reply`.
-fn ask(console: &mut Console, line: &str, reply: &str) {
-    console.send_line(line);
-    console.expect(reply, BOOT_TIMEOUT);
-}
-
 /// A loop device over an image, detached when dropped (however the test
 /// ends). Needs root (or a user allowed to use `losetup`).
 struct LoopDevice(PathBuf);
@@ -165,35 +159,30 @@ fn guest_writes_persist_read_only_disks_stay_untouched_and_disks_keep_their_orde
 
     boot_with_disks(&disks, |console| {
         // In order, with their sizes (512-byte sectors), modes and serials.
-        ask(console, "disks", "vmz-guest: disks done");
+        console.ask("disks", "vmz-guest: disks done");
         let text = console.text();
         let listed: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("vmz-guest: disk vd"))
             .collect();
         assert_eq!(listed, expected, "{text}");
-        ask(
-            console,
+        console.ask(
             "disk-read vda 15",
             "vmz-guest: disk-read vda [written-by-host]",
         );
-        ask(
-            console,
+        console.ask(
             "disk-write vda written-by-guest",
             "vmz-guest: disk-write vda ok",
         );
-        ask(
-            console,
+        console.ask(
             "disk-write vdc qcow2-by-guest",
             "vmz-guest: disk-write vdc ok",
         );
-        ask(
-            console,
+        console.ask(
             "disk-read vdb 15",
             "vmz-guest: disk-read vdb [read-only-disk!]",
         );
-        ask(
-            console,
+        console.ask(
             "disk-write vdb overwritten",
             "vmz-guest: disk-write vdb failed",
         );
@@ -224,23 +213,19 @@ fn guest_writes_persist_read_only_disks_stay_untouched_and_disks_keep_their_orde
         other(Disk::new(&ro).read_only(true)).validate().unwrap();
 
         if let Some((rw, ro)) = &loops {
-            ask(
-                console,
+            console.ask(
                 "disk-read vdd 13",
                 "vmz-guest: disk-read vdd [block-by-host]",
             );
-            ask(
-                console,
+            console.ask(
                 "disk-write vdd block-by-guest",
                 "vmz-guest: disk-write vdd ok",
             );
-            ask(
-                console,
+            console.ask(
                 "disk-read vde 15",
                 "vmz-guest: disk-read vde [block-read-only]",
             );
-            ask(
-                console,
+            console.ask(
                 "disk-write vde overwritten",
                 "vmz-guest: disk-write vde failed",
             );
@@ -278,19 +263,16 @@ fn guest_writes_persist_read_only_disks_stay_untouched_and_disks_keep_their_orde
 
     // A second boot sees what the first one wrote, raw and qcow2.
     boot_with_disks(&disks, |console| {
-        ask(
-            console,
+        console.ask(
             "disk-read vda 16",
             "vmz-guest: disk-read vda [written-by-guest]",
         );
-        ask(
-            console,
+        console.ask(
             "disk-read vdc 14",
             "vmz-guest: disk-read vdc [qcow2-by-guest]",
         );
         if loops.is_some() {
-            ask(
-                console,
+            console.ask(
                 "disk-read vdd 14",
                 "vmz-guest: disk-read vdd [block-by-guest]",
             );

@@ -86,14 +86,17 @@ fn lingering_virtiofsd(dir: &Path) -> PathBuf {
 }
 
 /// The children of this process running `script` (a shell script: its
-/// path is the second word of the command line).
+/// path is the second word of the command line; `/dev/fd/N` when it was
+/// run from a descriptor, as for a multi-directory share).
 fn children_running(script: &Path) -> Vec<u32> {
     let needle = script.to_str().unwrap();
     common::children()
         .into_iter()
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains(needle) || (c.starts_with("/bin/sh\0/dev/fd/") && c.contains("--fd=3"))
+            })
         })
         .collect()
 }
@@ -122,6 +125,12 @@ fn host_and_guest_exchange_files_and_a_read_only_share_refuses_writes() {
     let docs = subdir(&dir.0, "docs");
     std::fs::write(work.join("host.txt"), "from-the-host").unwrap();
     std::fs::write(docs.join("ro.txt"), "read-only-file").unwrap();
+    // Two directories under one tag: one read-write, one read-only.
+    let multi_rw = subdir(&dir.0, "multi-rw");
+    let multi_ro = subdir(&dir.0, "multi-ro");
+    std::fs::write(multi_rw.join("a.txt"), "in-the-rw-directory").unwrap();
+    std::fs::write(multi_ro.join("b.txt"), "in-the-ro-directory").unwrap();
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     // Daemons that stay alive after QEMU disconnects: only vmz's kill
     // ends them before the VM's end is reported.
     let lingering = lingering_virtiofsd(&dir.0);
@@ -132,6 +141,9 @@ fn host_and_guest_exchange_files_and_a_read_only_share_refuses_writes() {
             &[
                 Share::new(&work, "work"),
                 Share::new(&docs, "docs").read_only(true),
+                Share::directories("multi")
+                    .directory("rw", &multi_rw, false)
+                    .directory("ro", &multi_ro, true),
             ],
             (input, output),
         );
@@ -140,8 +152,8 @@ fn host_and_guest_exchange_files_and_a_read_only_share_refuses_writes() {
         vm.start().unwrap();
         console.expect(MARKER, BOOT_TIMEOUT);
         // QEMU and one virtiofsd per share, all children of this process.
-        assert_eq!(common::children().len(), 3, "QEMU and two virtiofsd");
-        assert_eq!(children_running(&lingering).len(), 2, "the daemons run");
+        assert_eq!(common::children().len(), 4, "QEMU and three virtiofsd");
+        assert_eq!(children_running(&lingering).len(), 3, "the daemons run");
 
         console.send_line("share-mount work");
         console.expect("vmz-guest: share-mount work ok", BOOT_TIMEOUT);
@@ -184,6 +196,8 @@ fn host_and_guest_exchange_files_and_a_read_only_share_refuses_writes() {
             "read-only-file"
         );
 
+        check_multi_directory_share(&mut console, &multi_rw, &multi_ro, &mounts_before);
+
         console.send_line("poweroff");
         let exit = common::wait(&vm, BOOT_TIMEOUT);
         assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
@@ -197,7 +211,61 @@ fn host_and_guest_exchange_files_and_a_read_only_share_refuses_writes() {
         processes_mentioning(dir.0.to_str().unwrap()).is_empty(),
         "a virtiofsd is left"
     );
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/mountinfo").unwrap(),
+        mounts_before,
+        "a mount is left"
+    );
     before.assert_restored();
+}
+
+/// The share "multi" of the exchange test: its two directories under one
+/// tag, the read-only one and the share's root refusing writes, its bind
+/// mounts in the daemon's own mount namespace only.
+fn check_multi_directory_share(console: &mut Console, rw: &Path, ro: &Path, host_mounts: &str) {
+    console.ask("share-mount multi", "vmz-guest: share-mount multi ok");
+    console.ask(
+        "share-read multi rw/a.txt",
+        "vmz-guest: share-read multi/rw/a.txt [in-the-rw-directory]",
+    );
+    console.ask(
+        "share-read multi ro/b.txt",
+        "vmz-guest: share-read multi/ro/b.txt [in-the-ro-directory]",
+    );
+    console.ask(
+        "share-write multi rw/new.txt from-the-guest",
+        "vmz-guest: share-write multi/rw/new.txt ok",
+    );
+    assert_eq!(
+        std::fs::read_to_string(rw.join("new.txt")).unwrap(),
+        "from-the-guest"
+    );
+    console.ask(
+        "share-write multi ro/new.txt nope",
+        "vmz-guest: share-write multi/ro/new.txt failed",
+    );
+    console.ask(
+        "share-write multi ro/b.txt overwritten",
+        "vmz-guest: share-write multi/ro/b.txt failed",
+    );
+    console.ask(
+        "share-write multi root.txt nope",
+        "vmz-guest: share-write multi/root.txt failed",
+    );
+    assert!(
+        !ro.join("new.txt").exists(),
+        "the read-only directory was written"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ro.join("b.txt")).unwrap(),
+        "in-the-ro-directory"
+    );
+    // The bind mounts exist in the daemon's mount namespace only.
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/mountinfo").unwrap(),
+        host_mounts,
+        "the share's mounts are visible to the host"
+    );
 }
 
 #[test]
@@ -291,6 +359,61 @@ fn bad_shares_are_typed_errors_that_start_nothing() {
     // At the limits: fine.
     guest_builder(&common::guest().kernel)
         .share(Share::new(&ok, longest))
+        .build()
+        .unwrap()
+        .validate()
+        .unwrap();
+
+    // Several directories under one tag.
+    let multi = || Share::directories("m");
+    rejected(vec![multi()], ErrorCode::Share, "has no directory");
+    rejected(
+        vec![Share::new(&ok, "m").directory("a", &ok, false)],
+        ErrorCode::Share,
+        "has both a path and directories",
+    );
+    rejected(
+        vec![multi()
+            .directory("a", &ok, false)
+            .directory("a", &dir.0, true)],
+        ErrorCode::Share,
+        "the directory name \"a\" is used twice",
+    );
+    let long_name = "n".repeat(vmz::MAX_SHARE_DIRECTORY_NAME_LEN);
+    rejected(
+        vec![multi().directory("", &ok, false)],
+        ErrorCode::Share,
+        "directory 0: name is empty",
+    );
+    for bad in [".", "..", "a/b", "a b", &(long_name.clone() + "n")] {
+        rejected(
+            vec![multi().directory(bad, &ok, false)],
+            ErrorCode::Share,
+            "must be 1 to 64 bytes of A-Z a-z 0-9 . _ -",
+        );
+    }
+    rejected(
+        vec![multi()
+            .directory("a", &ok, false)
+            .directory("b", dir.0.join("missing"), true)],
+        ErrorCode::Share,
+        "directory \"b\" (",
+    );
+    rejected(
+        vec![multi().directory("f", &file, false)],
+        ErrorCode::Share,
+        "is not a directory",
+    );
+    let too_many = (0..=vmz::MAX_SHARE_DIRECTORIES)
+        .fold(multi(), |s, i| s.directory(format!("d{i}"), &ok, false));
+    rejected(vec![too_many], ErrorCode::Share, "at most 16");
+    // At the limits, and one directory under two names: fine.
+    let full = (1..vmz::MAX_SHARE_DIRECTORIES)
+        .fold(multi().directory(long_name, &ok, true), |s, i| {
+            s.directory(format!("d{i}"), &ok, false)
+        });
+    guest_builder(&common::guest().kernel)
+        .share(full)
         .build()
         .unwrap()
         .validate()

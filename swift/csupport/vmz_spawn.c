@@ -10,7 +10,11 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +30,7 @@
 #endif
 
 #define VMZ_SPAWN_MAX_FDS 64
+#define VMZ_SPAWN_MAX_MOUNTS 64
 
 struct request {
     const char *path;
@@ -37,7 +42,21 @@ struct request {
     int result;
     int done;
     int supervise;
+    const struct vmz_spawn_mounts *mounts;
+    int step;
+    int which;
+    int exec_fd; /* the program, opened before the mounts could hide it; or -1 */
 };
+
+extern char **environ;
+
+/* execv(r->path), or through r->exec_fd when the mounts made one. */
+static void exec_program(const struct request *r) {
+    if (r->exec_fd >= 0)
+        syscall(SYS_execveat, r->exec_fd, "", r->argv, environ, AT_EMPTY_PATH);
+    else
+        execv(r->path, r->argv);
+}
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
@@ -58,7 +77,7 @@ static void supervise(const struct request *r, int report_fd) {
     if (pid == 0) {
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != supervisor)
             _exit(127);
-        execv(r->path, r->argv);
+        exec_program(r);
         int err = errno;
         (void)!write(report_fd, &err, sizeof err);
         _exit(127);
@@ -89,8 +108,150 @@ static void supervise(const struct request *r, int report_fd) {
     _exit(WEXITSTATUS(status));
 }
 
+/* Appends the decimal digits of `n` to `out` (async-signal-safe). */
+static char *put_number(char *out, unsigned long n) {
+    char digits[24];
+    int k = 0;
+    do {
+        digits[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    while (k)
+        *out++ = digits[--k];
+    return out;
+}
+
+static char *put_text(char *out, const char *text, const char *end) {
+    while (*text && out < end)
+        *out++ = *text++;
+    return out;
+}
+
+static int write_file(const char *path, const char *text, size_t len) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, len);
+    int err = errno;
+    close(fd);
+    errno = err;
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+/* Maps `id` to itself in the new user namespace: "ID ID 1\n". */
+static int map_id(const char *path, unsigned long id) {
+    char line[64];
+    char *p = put_number(line, id);
+    *p++ = ' ';
+    p = put_number(p, id);
+    p = put_text(p, " 1\n", line + sizeof line);
+    return write_file(path, line, (size_t)(p - line));
+}
+
+/* The mount flags a read-only bind remount must keep (in a user
+ * namespace, the kernel refuses to drop the locked ones). */
+static unsigned long kept_flags(const char *path) {
+    struct statvfs st;
+    if (statvfs(path, &st) != 0)
+        return 0;
+    unsigned long keep = 0;
+    if (st.f_flag & ST_NOSUID) keep |= MS_NOSUID;
+    if (st.f_flag & ST_NODEV) keep |= MS_NODEV;
+    if (st.f_flag & ST_NOEXEC) keep |= MS_NOEXEC;
+    if (st.f_flag & ST_NOATIME) keep |= MS_NOATIME;
+    if (st.f_flag & ST_NODIRATIME) keep |= MS_NODIRATIME;
+    if (st.f_flag & ST_RELATIME) keep |= MS_RELATIME;
+    return keep;
+}
+
+/* Makes r->mounts in the child (see vmz_spawn_mounts). Returns 0, or an
+ * errno with r->step and r->which set. Async-signal-safe calls only. */
+static int make_mounts(struct request *r) {
+    const struct vmz_spawn_mounts *m = r->mounts;
+    unsigned long uid = getuid(), gid = getgid();
+    char target[4096], source[64];
+    const char *end = target + sizeof target - 1;
+    r->which = -1;
+    r->step = VMZ_MOUNT_STEP_UNSHARE;
+    if (unshare(CLONE_NEWNS | (m->user_namespace ? CLONE_NEWUSER : 0)) != 0)
+        return errno;
+    if (m->user_namespace) {
+        r->step = VMZ_MOUNT_STEP_ID_MAP;
+        if (write_file("/proc/self/setgroups", "deny", 4) != 0 ||
+            map_id("/proc/self/uid_map", uid) != 0 || map_id("/proc/self/gid_map", gid) != 0)
+            return errno;
+    }
+    r->step = VMZ_MOUNT_STEP_PRIVATE;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        return errno;
+    /* Each source is opened here, in this namespace (a bind takes its
+     * source from the caller's own namespace), and before the tmpfs
+     * covers the root (a source may be below it); the mounts then take it
+     * through /proc/self/fd. The descriptors close at exec. */
+    int opened[VMZ_SPAWN_MAX_MOUNTS];
+    if (m->count > VMZ_SPAWN_MAX_MOUNTS)
+        return EINVAL;
+    r->step = VMZ_MOUNT_STEP_OPEN;
+    for (int i = 0; i < m->count; i++) {
+        r->which = i;
+        opened[i] = open(m->paths[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (opened[i] < 0)
+            return errno;
+    }
+    r->which = -1;
+    /* The program too may be below the root (a VMZ_VIRTIOFSD in /tmp):
+     * it runs from a descriptor opened now (not close-on-exec, which a
+     * script's interpreter needs), above the child's descriptor range. */
+    r->step = VMZ_MOUNT_STEP_PROGRAM;
+    int exec_fd = open(r->path, O_PATH);
+    if (exec_fd < 0)
+        return errno;
+    if (exec_fd < r->nfds) {
+        int moved = fcntl(exec_fd, F_DUPFD, r->nfds);
+        if (moved < 0)
+            return errno;
+        close(exec_fd);
+        exec_fd = moved;
+    }
+    r->exec_fd = exec_fd;
+    r->step = VMZ_MOUNT_STEP_TMPFS;
+    if (mount("vmz-share", m->root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=0755,size=64k") != 0)
+        return errno;
+    for (int i = 0; i < m->count; i++) {
+        r->which = i;
+        char *p = put_text(target, m->root, end);
+        p = put_text(p, "/", end);
+        p = put_text(p, m->names[i], end);
+        *p = 0;
+        char *s = put_text(source, "/proc/self/fd/", source + sizeof source - 1);
+        s = put_number(s, (unsigned long)opened[i]);
+        *s = 0;
+        r->step = VMZ_MOUNT_STEP_MKDIR;
+        if (mkdir(target, 0755) != 0)
+            return errno;
+        r->step = VMZ_MOUNT_STEP_BIND;
+        if (mount(source, target, NULL, MS_BIND, NULL) != 0)
+            return errno;
+        if (m->read_only[i]) {
+            r->step = VMZ_MOUNT_STEP_READ_ONLY;
+            unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(target);
+            if (mount(NULL, target, NULL, flags, NULL) != 0)
+                return errno;
+        }
+    }
+    r->which = -1;
+    r->step = VMZ_MOUNT_STEP_ROOT_READ_ONLY;
+    if (mount(NULL, m->root, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              NULL) != 0)
+        return errno;
+    r->step = VMZ_MOUNT_STEP_NONE;
+    return 0;
+}
+
 /* Runs in the child: only async-signal-safe calls from here on. */
-static void child(const struct request *r, pid_t parent, int report_fd) {
+static void child(struct request *r, pid_t parent, int report_fd) {
+    r->exec_fd = -1;
     int err;
     int high[VMZ_SPAWN_MAX_FDS];
     sigset_t all;
@@ -103,6 +264,21 @@ static void child(const struct request *r, pid_t parent, int report_fd) {
             signal(s, SIG_DFL);
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
+
+    /* Mounts first: the sources are descriptors of the parent's, which
+     * the descriptor moves below may replace. */
+    if (r->mounts && r->mounts->count > 0) {
+        err = make_mounts(r);
+        if (err) {
+            int report[3] = {err, r->step, r->which};
+            (void)!write(report_fd, report, sizeof report);
+            _exit(127);
+        }
+        /* Entering a user namespace changes the credentials: make sure
+         * the parent-death signal still holds. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
+    }
 
     /* Move every source above the target range first, so that dup2 into
      * place cannot clobber a source that is itself a low number. */
@@ -128,14 +304,19 @@ static void child(const struct request *r, pid_t parent, int report_fd) {
         goto report;
     }
     for (int fd = r->nfds; fd < report_fd; fd++)
-        close(fd);
-    if (syscall(SYS_close_range, report_fd + 1, ~0U, 0) != 0) {
-        for (int fd = report_fd + 1; fd < 65536; fd++)
+        if (fd != r->exec_fd)
+            close(fd);
+    for (int fd = report_fd + 1; fd <= r->exec_fd; fd++)
+        if (fd != r->exec_fd)
+            close(fd);
+    int first = r->exec_fd > report_fd ? r->exec_fd + 1 : report_fd + 1;
+    if (syscall(SYS_close_range, first, ~0U, 0) != 0) {
+        for (int fd = first; fd < 65536; fd++)
             close(fd);
     }
     if (r->supervise)
         supervise(r, report_fd);
-    execv(r->path, r->argv);
+    exec_program(r);
 fail:
     err = errno;
 report:
@@ -197,18 +378,23 @@ static void spawn_now(struct request *r) {
         child(r, parent, report[1]);
     close(report[1]);
 
-    int child_err = 0;
+    /* errno, and for a failed mount its step and source. */
+    int child_report[3] = {0, VMZ_MOUNT_STEP_NONE, -1};
     ssize_t n;
     do {
-        n = read(report[0], &child_err, sizeof child_err);
+        n = read(report[0], child_report, sizeof child_report);
     } while (n < 0 && errno == EINTR);
     close(report[0]);
     if (n > 0) {
-        /* exec failed: reap the child, report its errno. */
+        /* exec (or the mounts) failed: reap the child, report its errno. */
         int code, status;
         vmz_wait_child(pid, &code, &status);
         close(pidfd);
-        r->result = child_err ? child_err : ECHILD;
+        r->result = child_report[0] ? child_report[0] : ECHILD;
+        if (n == (ssize_t)sizeof child_report) {
+            r->step = child_report[1];
+            r->which = child_report[2];
+        }
         return;
     }
     r->pid = pid;
@@ -271,6 +457,13 @@ int vmz_pipe_cloexec(int fds[2]) {
 
 int vmz_spawn(const char *path, char *const argv[], const int *fds, int nfds,
               pid_t *pid, int *pidfd) {
+    int step, which;
+    return vmz_spawn_mounted(path, argv, fds, nfds, NULL, pid, pidfd, &step, &which);
+}
+
+int vmz_spawn_mounted(const char *path, char *const argv[], const int *fds, int nfds,
+                      const struct vmz_spawn_mounts *mounts, pid_t *pid, int *pidfd,
+                      int *step, int *which) {
     if (nfds < 0 || nfds > VMZ_SPAWN_MAX_FDS)
         return EINVAL;
     pthread_mutex_lock(&lock);
@@ -279,7 +472,7 @@ int vmz_spawn(const char *path, char *const argv[], const int *fds, int nfds,
     pthread_mutex_unlock(&lock);
     if (thread_error)
         return thread_error;
-    struct request r = {path, argv, fds, nfds, -1, -1, 0, 0, 0};
+    struct request r = {path, argv, fds, nfds, -1, -1, 0, 0, 0, mounts, VMZ_MOUNT_STEP_NONE, -1, -1};
     pthread_mutex_lock(&lock);
     while (pending != NULL)
         pthread_cond_wait(&cond, &lock);
@@ -292,6 +485,8 @@ int vmz_spawn(const char *path, char *const argv[], const int *fds, int nfds,
         *pid = r.pid;
         *pidfd = r.pidfd;
     }
+    *step = r.step;
+    *which = r.which;
     return r.result;
 }
 #endif

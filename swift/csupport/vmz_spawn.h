@@ -34,6 +34,48 @@ extern "C" {
 int vmz_spawn(const char *path, char *const argv[], const int *fds, int nfds,
               pid_t *pid, int *pidfd);
 
+/* A directory of bind mounts made for one child (vmz_spawn_mounted): in a
+ * mount namespace of its own, a tmpfs is mounted on `root` (an existing
+ * directory), a subdirectory `names[i]` is made for each source and the
+ * directory `paths[i]` (as this process sees it, even below `root`) is
+ * bind-mounted on it, read-only where `read_only[i]` (at most 64); then the tmpfs itself
+ * becomes read-only. Nothing of it is visible outside the child, and it
+ * all goes away with the child. Non-recursive binds: mounts below a source
+ * are not seen. With `user_namespace`, the child first enters a new user
+ * namespace that maps only its own user and group (for a process without
+ * CAP_SYS_ADMIN; the capabilities it gets there end at exec). */
+struct vmz_spawn_mounts {
+    const char *root;
+    int count;
+    char *const *paths;
+    char *const *names;
+    const int *read_only;
+    int user_namespace;
+};
+
+/* The steps of vmz_spawn_mounts, for error reports. */
+enum {
+    VMZ_MOUNT_STEP_NONE = 0,
+    VMZ_MOUNT_STEP_UNSHARE,
+    VMZ_MOUNT_STEP_ID_MAP,
+    VMZ_MOUNT_STEP_PRIVATE,
+    VMZ_MOUNT_STEP_OPEN,
+    VMZ_MOUNT_STEP_PROGRAM,
+    VMZ_MOUNT_STEP_TMPFS,
+    VMZ_MOUNT_STEP_MKDIR,
+    VMZ_MOUNT_STEP_BIND,
+    VMZ_MOUNT_STEP_READ_ONLY,
+    VMZ_MOUNT_STEP_ROOT_READ_ONLY,
+};
+
+/* vmz_spawn, with `mounts` made in the child before exec. When that fails,
+ * returns the errno and sets *step (a VMZ_MOUNT_STEP_*) and *which (the
+ * index of the source it failed on, or -1); *step is
+ * VMZ_MOUNT_STEP_NONE for any other failure. */
+int vmz_spawn_mounted(const char *path, char *const argv[], const int *fds, int nfds,
+                      const struct vmz_spawn_mounts *mounts, pid_t *pid, int *pidfd,
+                      int *step, int *which);
+
 /* Waits for (and reaps) a child of vmz_spawn: waitid(P_PID, WEXITED|__WALL).
  * Returns 0 and sets *code (CLD_EXITED, CLD_KILLED, CLD_DUMPED) and
  * *status (the exit status or the signal number), or returns an errno. */

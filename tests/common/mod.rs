@@ -172,6 +172,13 @@ impl Console {
         self.expect_after(0, needle, timeout)
     }
 
+    /// Sends `line`, then waits (up to [`BOOT_TIMEOUT`]) until the output
+    /// contains `reply`.
+    pub fn ask(&mut self, line: &str, reply: &str) {
+        self.send_line(line);
+        self.expect(reply, BOOT_TIMEOUT);
+    }
+
     /// Everything printed so far.
     pub fn text(&self) -> String {
         self.output.0.lock().unwrap().clone()

@@ -355,6 +355,15 @@ open class VZSingleDirectoryShare: VZDirectoryShare {
 }
 
 @available(macOS 12.0, *)
+open class VZMultipleDirectoryShare: VZDirectoryShare {
+    public convenience init() { fatalError() }
+    public init(directories: [String: VZSharedDirectory]) { fatalError() }
+    open var directories: [String: VZSharedDirectory] { fatalError() }
+    open class func validateName(_ name: String) throws { fatalError() }
+    open class func canonicalizedName(from name: String) -> String? { fatalError() }
+}
+
+@available(macOS 12.0, *)
 open class VZSharedDirectory: NSObject {
     public init(url: URL, readOnly: Bool) { fatalError() }
 }
