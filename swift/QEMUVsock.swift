@@ -51,14 +51,22 @@ final class QEMUVsock {
     /// The backend on this host, or why there is none.
     static func backend() throws -> QEMUVsockBackend {
         let fd = open("/dev/vhost-vsock", O_RDWR | O_CLOEXEC)
-        if fd >= 0 {
-            close(fd)
-            return .kernel
-        }
-        if let daemon = findDaemon() { return .user(daemon: daemon) }
+        let openErrno: Int32? = fd >= 0 ? nil : errno
+        if fd >= 0 { close(fd) }
+        // The daemon is looked for only when the kernel's device is not
+        // usable (as before: no PATH search when it is not needed).
+        return try chooseBackend(kernelOpenErrno: openErrno, daemon: openErrno == nil ? nil : findDaemon())
+    }
+
+    /// The choice, given how opening /dev/vhost-vsock went (nil: it
+    /// opened) and the daemon found, if any: the kernel's device first.
+    /// Pure, for the unit tests (swift/tests).
+    static func chooseBackend(kernelOpenErrno: Int32?, daemon: String?) throws -> QEMUVsockBackend {
+        guard let openErrno = kernelOpenErrno else { return .kernel }
+        if let daemon { return .user(daemon: daemon) }
         throw BridgeError(
             VMZ_ERROR_ENGINE_UNAVAILABLE,
-            "vsock needs /dev/vhost-vsock (not usable here: \(String(cString: strerror(errno)))) or the user-space backend vhost-device-vsock, which was not found on PATH nor in ~/.cargo/bin (install it with `cargo install vhost-device-vsock`, as scripts/setup-debian.sh does, or set VMZ_VHOST_DEVICE_VSOCK)"
+            "vsock needs /dev/vhost-vsock (not usable here: \(String(cString: strerror(openErrno)))) or the user-space backend vhost-device-vsock, which was not found on PATH nor in ~/.cargo/bin (install it with `cargo install vhost-device-vsock`, as scripts/setup-debian.sh does, or set VMZ_VHOST_DEVICE_VSOCK)"
         )
     }
 
@@ -89,14 +97,19 @@ final class QEMUVsock {
         if config.vsockCID != VMZ_VSOCK_CID_AUTO {
             cid = config.vsockCID
         } else {
-            // Each VM of this process its own id (the kernel backend needs
-            // them unique host-wide: the process id keeps processes apart).
             let n = QEMUVsock.counterLock.withLock { () -> UInt32 in
                 QEMUVsock.counter &+= 1
                 return QEMUVsock.counter
             }
-            cid = 3 + (UInt32(truncatingIfNeeded: getpid()) &* 1024 &+ n) % 0x7fff_0000
+            cid = QEMUVsock.automaticCID(pid: getpid(), vm: n)
         }
+    }
+
+    /// The context id of this process's `vm`-th VM: each VM of a process
+    /// its own (the kernel backend needs them unique host-wide: the process
+    /// id keeps processes apart), never 0-2 (reserved) nor 0xffffffff.
+    static func automaticCID(pid: pid_t, vm: UInt32) -> UInt32 {
+        3 + (UInt32(truncatingIfNeeded: pid) &* 1024 &+ vm) % 0x7fff_0000
     }
 
     deinit { shutdown() }
@@ -108,16 +121,25 @@ final class QEMUVsock {
     }
 
     /// QEMU's arguments for the device (after `start`).
-    var qemuArguments: [String] {
+    var qemuArguments: [String] { QEMUVsock.qemuArguments(backend: backend, cid: cid, dir: dir ?? "") }
+
+    /// QEMU's arguments for a device of `backend` (the user backend's
+    /// sockets in `dir`). Pure, for the unit tests.
+    static func qemuArguments(backend: QEMUVsockBackend, cid: UInt32, dir: String) -> [String] {
         switch backend {
         case .kernel:
             return ["-device", "vhost-vsock-pci,guest-cid=\(cid)"]
         case .user:
             return [
-                "-chardev", "socket,id=vsock0,path=\(dir! + "/vhost.sock")",
+                "-chardev", "socket,id=vsock0,path=\(dir + "/vhost.sock")",
                 "-device", "vhost-user-vsock-pci,chardev=vsock0",
             ]
         }
+    }
+
+    /// The user backend's command line. Pure, for the unit tests.
+    static func daemonArguments(daemon: String, cid: UInt32, dir: String) -> [String] {
+        [daemon, "--guest-cid", "\(cid)", "--socket", dir + "/vhost.sock", "--uds-path", dir + "/vsock"]
     }
 
     /// Starts the daemon (user backend) and waits until it listens.
@@ -132,9 +154,7 @@ final class QEMUVsock {
             if devnull >= 0 { close(devnull) }
         }
         guard logFD >= 0, devnull >= 0 else { throw BridgeError.system("open", errno, "vsock daemon's log") }
-        let args = [
-            daemon, "--guest-cid", "\(cid)", "--socket", dir + "/vhost.sock", "--uds-path", dir + "/vsock",
-        ]
+        let args = QEMUVsock.daemonArguments(daemon: daemon, cid: cid, dir: dir)
         log(.debug, "spawning: \(args.map(quoted).joined(separator: " "))")
         var cArgs = args.map { strdup($0) }
         cArgs.append(nil)
@@ -378,15 +398,24 @@ enum QEMUVsockKernel {
         if rc != 0 {
             let e = errno
             close(fd)
-            if e == ECONNRESET || e == ECONNREFUSED || e == ETIMEDOUT || e == EAGAIN {
-                return .failure(BridgeError(VMZ_ERROR_CONNECTION_REFUSED, "vsock port \(port): nobody listens there in the guest (\(String(cString: strerror(e))))"))
-            }
-            return .failure(BridgeError.system("connect(AF_VSOCK)", e))
+            return .failure(connectError(port: port, errno: e))
         }
         tv = timeval(tv_sec: 0, tv_usec: 0)
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         return .success(fd)
     }
+
+    /// What a failed connect(AF_VSOCK) means: nobody listens (or the
+    /// guest does not answer in time), or a system error.
+    static func connectError(port: UInt32, errno e: Int32) -> BridgeError {
+        if e == ECONNRESET || e == ECONNREFUSED || e == ETIMEDOUT || e == EAGAIN {
+            return BridgeError(VMZ_ERROR_CONNECTION_REFUSED, "vsock port \(port): nobody listens there in the guest (\(String(cString: strerror(e))))")
+        }
+        return BridgeError.system("connect(AF_VSOCK)", e)
+    }
+
+    /// The size of struct sockaddr_vm as the kernel wants it (16 bytes).
+    static var sockaddrSize: Int { MemoryLayout<SockaddrVM>.size }
 
     static func listen(port: UInt32) throws -> Int32 {
         let fd = socket(afVsock, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

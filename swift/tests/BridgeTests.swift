@@ -1,6 +1,7 @@
 // Unit tests of the bridge's Swift internals that need no VM: the QMP JSON
 // reader, quoting, the engine-independent config checks (disk formats and
-// ABI arrays included) and the kernel
+// ABI arrays included), the QEMU engine's vsock backend choice and
+// arguments (Linux) and the kernel
 // cache (both engines' paths: bzImage payloads and gzip-compressed files). Built and run
 // by scripts/swift-tests.sh (swiftc, no package manager); never part of the
 // library (build.rs compiles only swift/*.swift).
@@ -331,6 +332,58 @@ func testKernelCache() {
           "this process reuses the other process's entry (inode \(childInode ?? 0) -> \(inode(here ?? "") ?? 0))")
 }
 
+#if os(Linux)
+/// The QEMU engine's vsock choices and arguments. The kernel backend
+/// (vhost-vsock) cannot run on our machines (no /dev/vhost-vsock): these
+/// checks are all it gets here.
+func testVsockBackend() {
+    func backend(_ openErrno: Int32?, _ daemon: String?) -> String {
+        do {
+            switch try QEMUVsock.chooseBackend(kernelOpenErrno: openErrno, daemon: daemon) {
+            case .kernel: return "kernel"
+            case .user(let d): return "user \(d)"
+            }
+        } catch let e as BridgeError {
+            return "error \(e.code.rawValue): \(e.message)"
+        } catch {
+            return "other"
+        }
+    }
+    check(backend(nil, "/bin/vhd") == "kernel", "a usable /dev/vhost-vsock wins over the daemon")
+    check(backend(nil, nil) == "kernel", "a usable /dev/vhost-vsock needs no daemon")
+    check(backend(ENOENT, "/bin/vhd") == "user /bin/vhd", "no device: the daemon")
+    check(backend(EACCES, "/bin/vhd") == "user /bin/vhd", "a device we may not open: the daemon")
+    let none = backend(ENOENT, nil)
+    check(none.hasPrefix("error \(VMZ_ERROR_ENGINE_UNAVAILABLE.rawValue)") && none.contains("No such file or directory")
+          && none.contains("cargo install vhost-device-vsock"), "neither: says why and how to fix it (\(none))")
+
+    check(QEMUVsock.qemuArguments(backend: .kernel, cid: 42, dir: "/x")
+          == ["-device", "vhost-vsock-pci,guest-cid=42"], "kernel backend: vhost-vsock-pci with the guest's cid")
+    check(QEMUVsock.qemuArguments(backend: .user(daemon: "/bin/vhd"), cid: 42, dir: "/run/vm")
+          == ["-chardev", "socket,id=vsock0,path=/run/vm/vhost.sock", "-device", "vhost-user-vsock-pci,chardev=vsock0"],
+          "user backend: vhost-user-vsock-pci on the daemon's socket")
+    check(QEMUVsock.daemonArguments(daemon: "/bin/vhd", cid: 7, dir: "/run/vm")
+          == ["/bin/vhd", "--guest-cid", "7", "--socket", "/run/vm/vhost.sock", "--uds-path", "/run/vm/vsock"],
+          "the daemon's command line")
+
+    var cids = Set<UInt32>()
+    for pid: pid_t in [1, 2, 4_194_304, Int32.max] {
+        for vm: UInt32 in 1...50 { cids.insert(QEMUVsock.automaticCID(pid: pid, vm: vm)) }
+    }
+    check(cids.count == 200, "automatic cids differ between VMs and processes (\(cids.count) of 200)")
+    check(cids.allSatisfy { $0 >= 3 && $0 < 0xffff_ffff }, "automatic cids avoid 0-2 and VMADDR_CID_ANY")
+    check(QEMUVsock.automaticCID(pid: 0x7fff_ffff, vm: UInt32.max) >= 3, "no overflow trap at the extremes")
+
+    check(QEMUVsockKernel.sockaddrSize == 16, "struct sockaddr_vm is 16 bytes")
+    for e in [ECONNREFUSED, ECONNRESET, ETIMEDOUT, EAGAIN] {
+        check(QEMUVsockKernel.connectError(port: 5, errno: e).code == VMZ_ERROR_CONNECTION_REFUSED,
+              "connect errno \(e): nobody listens")
+    }
+    check(QEMUVsockKernel.connectError(port: 5, errno: EACCES).code != VMZ_ERROR_CONNECTION_REFUSED,
+          "other errnos are system errors")
+}
+#endif
+
 @main
 struct BridgeTests {
     static func main() {
@@ -345,6 +398,9 @@ struct BridgeTests {
         testConfig()
         testDiskFormats()
         testABIArray()
+        #if os(Linux)
+        testVsockBackend()
+        #endif
         // Under valgrind 3.19 no process can be started (it lacks pidfd_open):
         // scripts/valgrind.sh sets VMZ_SWIFT_TESTS_NO_SPAWN.
         if getenv("VMZ_SWIFT_TESTS_NO_SPAWN") == nil {
