@@ -6,8 +6,13 @@ use super::*;
 
 use std::os::unix::process::CommandExt;
 
+/// close_range's flag: mark close-on-exec instead of closing (linux/close_range.h).
+const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+
 /// Descriptors for a child, each at its number there. They stay open here
-/// until this is dropped (after the spawn).
+/// until this is dropped (after the spawn). As vmz's spawner does, the
+/// child gets no other descriptor above 2 (a runner's leaked ones, such as
+/// cargo's jobserver pipe, would otherwise reach it).
 #[derive(Default)]
 pub(crate) struct Inherit {
     fds: Vec<(OwnedFd, i32)>,
@@ -30,6 +35,8 @@ impl Inherit {
         // Parked above every number involved, so that moving one into place
         // never closes another still to be moved.
         let park = pairs.iter().map(|&(a, b)| a.max(b)).max().unwrap_or(2) + 1;
+        let mut targets: Vec<u32> = pairs.iter().map(|&(_, t)| t as u32).collect();
+        targets.sort_unstable();
         // SAFETY: the closure runs in the child between fork and exec and
         // calls only dup2 and close (async-signal-safe), allocating nothing.
         unsafe {
@@ -45,6 +52,17 @@ impl Inherit {
                         return Err(std::io::Error::last_os_error());
                     }
                     libc::close(park + k as i32);
+                }
+                // Every other descriptor above 2 closes at exec (close-on-
+                // exec, not closed now: the spawn's own error pipe must
+                // live until the exec). Linux 5.11+; older kernels leave
+                // them as they are.
+                let mut from = 3u32;
+                for &t in targets.iter().chain(std::iter::once(&u32::MAX)) {
+                    if t > from {
+                        libc::syscall(libc::SYS_close_range, from, t - 1, CLOSE_RANGE_CLOEXEC);
+                    }
+                    from = t.saturating_add(1);
                 }
                 Ok(())
             });
