@@ -227,17 +227,25 @@ final class Virtiofsd {
     /// share: root can; other users need unprivileged user namespaces,
     /// which a system may forbid. Throws a typed error that says so.
     static func checkMultiDirectory(_ shares: [Share]) throws {
-        guard let share = shares.first(where: { !$0.directories.isEmpty }), geteuid() != 0 else { return }
-        let forbidden = [
+        guard let share = shares.first(where: { !$0.directories.isEmpty }) else { return }
+        if let why = userNamespaceRefusal(euid: geteuid(), read: readSmallFile) {
+            throw BridgeError(
+                VMZ_ERROR_SHARE,
+                "\(share.name): several directories under one tag need, on Linux, root or unprivileged user namespaces, which this system forbids (\(why)): run as root, allow them, or share each directory under its own tag")
+        }
+    }
+
+    /// Why a process of `euid` cannot make an unprivileged user namespace
+    /// ("FILE is VALUE", the sysctl that forbids it, read with `read`), or
+    /// nil when it can (root needs none).
+    static func userNamespaceRefusal(euid: uid_t, read: (String) -> String?) -> String? {
+        guard euid != 0 else { return nil }
+        let forbidding = [
             ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
             ("/proc/sys/user/max_user_namespaces", "0"),
             ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
-        ].first { readSmallFile($0.0) == $0.1 }
-        if let (file, value) = forbidden {
-            throw BridgeError(
-                VMZ_ERROR_SHARE,
-                "\(share.name): several directories under one tag need, on Linux, root or unprivileged user namespaces, which this system forbids (\(file) is \(value)): run as root, allow them, or share each directory under its own tag")
-        }
+        ]
+        return forbidding.first { read($0.0) == $0.1 }.map { "\($0.0) is \($0.1)" }
     }
 
     /// The first line of a small file, or nil.

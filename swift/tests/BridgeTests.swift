@@ -383,6 +383,28 @@ func testVsockBackend() {
           "other errnos are system errors")
 }
 #endif
+func testUserNamespaceRefusal() {
+    #if os(Linux)
+    func refusal(_ euid: uid_t, _ files: [String: String]) -> String? {
+        Virtiofsd.userNamespaceRefusal(euid: euid, read: { files[$0] })
+    }
+    let forbidding = [
+        "/proc/sys/user/max_user_namespaces": "0",
+        "/proc/sys/kernel/unprivileged_userns_clone": "0",
+        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns": "1",
+    ]
+    for (file, value) in forbidding {
+        check(refusal(1000, [file: value]) == "\(file) is \(value)", "a user is refused where \(file) is \(value)")
+        check(refusal(0, [file: value]) == nil, "root needs no user namespace (\(file) is \(value))")
+    }
+    check(refusal(1000, [:]) == nil, "a user where no sysctl forbids them")
+    check(refusal(1000, [
+        "/proc/sys/user/max_user_namespaces": "15000",
+        "/proc/sys/kernel/unprivileged_userns_clone": "1",
+        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns": "0",
+    ]) == nil, "a user where every sysctl allows them")
+    #endif
+}
 
 @main
 struct BridgeTests {
@@ -401,6 +423,7 @@ struct BridgeTests {
         #if os(Linux)
         testVsockBackend()
         #endif
+        testUserNamespaceRefusal()
         // Under valgrind 3.19 no process can be started (it lacks pidfd_open):
         // scripts/valgrind.sh sets VMZ_SWIFT_TESTS_NO_SPAWN.
         if getenv("VMZ_SWIFT_TESTS_NO_SPAWN") == nil {
