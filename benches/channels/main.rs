@@ -185,14 +185,8 @@ fn run(opts: &Options) -> BenchResult<String> {
     let mut meta = opts.meta();
     meta.extend(setup.meta()?);
     // The per-pair ratios themselves, for channels.json.
-    for row in table_rows(opts, &samples) {
-        if let Some((_, reference)) = &row.reference {
-            let key = row.row.replace(".vmz_", ".pair_ratio_");
-            for r in ratios(samples.get(&row.row), samples.get(reference)) {
-                samples.add(&key, r);
-            }
-        }
-    }
+    let rows = table_rows(opts, &samples);
+    add_pair_ratios(&mut samples, &rows, |k| k.replace(".vmz_", ".pair_ratio_"));
     let table = table(&samples, &table_rows(opts, &samples));
     finish(
         &opts.out_dir,

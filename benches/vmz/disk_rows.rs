@@ -22,7 +22,11 @@
 //!   share with busybox tar, then reading every file back (nftw + read),
 //!   the guest's page cache dropped before each.
 //!
-//! Output: a table like the main one, raw samples in
+//! `VMZ_BENCH_DISK_CALIBRATE=1` makes an A/A run: the reference in the vmz
+//! column too, to see the ratios the harness gives two identical sides.
+//!
+//! Output: a table like the main one (per-pair ratios in the notes), raw
+//! samples and the per-pair ratios (`disks.pair_ratio.*`) in
 //! `target/vmz-bench/disks.json` (and `disks.csv`, `disks-table.md`).
 
 use super::*;
@@ -63,6 +67,7 @@ pub(crate) struct DiskOptions {
     fsync_seconds: usize,
     share_files: usize,
     share_large: usize,
+    calibrate: bool,
     out_dir: PathBuf,
 }
 
@@ -82,6 +87,7 @@ impl DiskOptions {
             fsync_seconds: env_usize("VMZ_BENCH_DISK_FSYNC_SECONDS", 2)?.max(1),
             share_files: env_usize("VMZ_BENCH_SHARE_FILES", 2000)?,
             share_large: env_usize("VMZ_BENCH_SHARE_LARGE", 4)?,
+            calibrate: env_usize("VMZ_BENCH_DISK_CALIBRATE", 0)? != 0,
             out_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vmz-bench"),
         })
     }
@@ -563,6 +569,10 @@ pub(crate) fn run_disks(opts: &DiskOptions) -> BenchResult<String> {
             &mut samples,
             &|samples| {
                 let ws = Workspace::create(&root, "vmz", opts, &tree)?;
+                if opts.calibrate {
+                    let mut run = reference.boot(&ws)?;
+                    return workload(&mut run.qemu.console, opts, &tree, samples, "vmz");
+                }
                 let (mut run, _) =
                     VmzRun::boot_with(&guest, &guest.vmlinux, MEMORY_MIB, false, |b| ws.attach(b))?;
                 workload(&mut run.console, opts, &tree, samples, "vmz")
@@ -576,6 +586,11 @@ pub(crate) fn run_disks(opts: &DiskOptions) -> BenchResult<String> {
     }
     let _ = std::fs::remove_dir_all(&root);
 
+    // The per-pair ratios themselves, for disks.json.
+    let rows = disk_rows(opts, &tree, &samples);
+    add_pair_ratios(&mut samples, &rows, |k| {
+        k.replace("disks.vmz.", "disks.pair_ratio.")
+    });
     let table = table(&samples, &disk_rows(opts, &tree, &samples));
     let meta = [
         ("runs", opts.runs.to_string()),
@@ -586,6 +601,15 @@ pub(crate) fn run_disks(opts: &DiskOptions) -> BenchResult<String> {
         ("fsync_seconds", opts.fsync_seconds.to_string()),
         ("share_files", tree.files.to_string()),
         ("share_bytes", tree.bytes.to_string()),
+        (
+            "calibrate",
+            (if opts.calibrate {
+                "yes: the reference in both columns (A/A)"
+            } else {
+                "no"
+            })
+            .to_string(),
+        ),
         ("vmz_qemu_args", quote_args(&reference.qemu.vmz)),
         (
             "reference_qemu_args",

@@ -68,6 +68,22 @@ pub(crate) fn json_str(s: &str) -> String {
     out
 }
 
+/// Adds each compared row's per-pair ratios (run i of the row against run i
+/// of its reference) to `samples`, under `key(row)`, for the JSON output.
+pub(crate) fn add_pair_ratios(
+    samples: &mut Samples,
+    rows: &[TableRow],
+    key: impl Fn(&str) -> String,
+) {
+    for row in rows {
+        if let Some((_, reference)) = &row.reference {
+            for r in ratios(samples.get(&row.row), samples.get(reference)) {
+                samples.add(&key(&row.row), r);
+            }
+        }
+    }
+}
+
 /// An argument vector as a shell-quoted line (for the report).
 pub(crate) fn quote_args(v: &[String]) -> String {
     v.iter()
