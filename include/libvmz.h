@@ -356,7 +356,7 @@ typedef struct VMZNetwork {
     /** A VMZNetworkKind. */
     uint32_t kind;
     /** The device's MAC address, "xx:xx:xx:xx:xx:xx" (unicast), or NULL
-     *  for one the engine picks. Borrowed for the call. */
+     *  for a random locally administered one. Borrowed for the call. */
     const char *mac_address;
     /** VMZ_NETWORK_SOCKET: the connected datagram socket; duplicated by
      *  vmz_create(). Ignored for NAT. */

@@ -81,7 +81,7 @@ impl Network {
     }
 
     /// The device's MAC address, `"xx:xx:xx:xx:xx:xx"` (unicast); default:
-    /// one the engine picks.
+    /// a random locally administered one for each VM (both engines).
     pub fn mac(mut self, mac: impl Into<String>) -> Network {
         self.mac = Some(mac.into());
         self

@@ -83,7 +83,22 @@ struct Network {
         guard octets[0] & 1 == 0 else {
             throw BridgeError(VMZ_ERROR_DEVICE, "\(what): MAC address \(text) is a multicast address (the first octet is odd)")
         }
-        return octets.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: ":")
+        return macText(octets)
+    }
+
+    /// Six octets as "52:54:00:0a:0b:0c" (lower case).
+    static func macText(_ octets: [UInt8]) -> String {
+        octets.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: ":")
+    }
+
+    /// A random locally administered unicast MAC address (the first
+    /// octet's bit 1 set, bit 0 clear), what Virtualization.framework gives
+    /// a device by default; the QEMU engine gives one to every NIC without
+    /// a chosen MAC.
+    static func randomMAC() -> String {
+        var octets = (0..<6).map { _ in UInt8.random(in: 0...255) }
+        octets[0] = (octets[0] & 0xfc) | 0x02
+        return macText(octets)
     }
 
     private static func parseForwards(_ raw: VMZNetwork, what: String, taken: [PortForward]) throws -> [PortForward] {

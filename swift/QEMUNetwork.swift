@@ -2,7 +2,8 @@
 // (slirp; host port forwards as hostfwd, on 127.0.0.1 unless the caller
 // names another address), or on the caller's connected datagram socket
 // (`-netdev dgram` with the socket passed as a descriptor, QEMU 7.2+: one
-// Ethernet frame per datagram).
+// Ethernet frame per datagram). A NIC without a chosen MAC gets a random
+// locally administered one.
 
 #if os(Linux)
 extension QEMUEngine {
@@ -20,8 +21,10 @@ extension QEMUEngine {
             case .socket:
                 netdev = "dgram,id=net\(i),local.type=fd,local.str=\(pass(sockets.next()!))"
             }
-            var device = "virtio-net-pci,netdev=net\(i),romfile="
-            if let mac = net.mac { device += ",mac=\(mac)" }
+            // Without a chosen MAC, a random one (as Virtualization.framework
+            // does): QEMU's default numbers NICs the same way in every
+            // process, so two VMs' NICs on one link would share a MAC.
+            let device = "virtio-net-pci,netdev=net\(i),romfile=,mac=\(net.mac ?? Network.randomMAC())"
             args += ["-netdev", netdev, "-device", device]
         }
         return args

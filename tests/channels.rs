@@ -397,14 +397,15 @@ fn vsock_abi_refuses_null_handles_and_callbacks() {
     refused(&|err| unsafe { sys::vmz_vsock_connect_async(null, 1, 0, None, null.cast(), err) });
 }
 
-/// Networks on one boot, plus a second small VM: NAT with a TCP and a UDP
-/// port forward reaching servers in the guest (eth0); a datagram-socket
-/// network (eth1, a caller-chosen MAC) carrying frames both ways between
-/// the guest and this test: the guest's ARP request arrives from its MAC,
-/// the test's ARP reply lets the guest send its IP packet; and a
-/// datagram-socket network between the two VMs (eth2 here, eth0 there,
-/// one `UnixDatagram::pair`): pings both ways and a TCP stream whose
-/// content arrives. Isolated links use link-local addresses only.
+/// Networks on one boot, plus a second small VM: a datagram-socket network
+/// between the two VMs (each one's first NIC, eth0, no MAC chosen: the
+/// two must still differ; one `UnixDatagram::pair`): pings both ways and a
+/// TCP stream whose content arrives; NAT (eth1) with a TCP and a UDP port
+/// forward reaching servers in the guest; a datagram-socket network (eth2,
+/// a caller-chosen MAC) carrying frames both ways between the guest and
+/// this test: the guest's ARP request arrives from its MAC, the test's ARP
+/// reply lets the guest send its IP packet. Isolated links use link-local
+/// addresses only.
 #[test]
 fn port_forwards_and_socket_networks_to_the_test_and_between_two_vms() {
     let _serial = common::serial();
@@ -443,17 +444,21 @@ fn port_forwards_and_socket_networks_to_the_test_and_between_two_vms() {
         let my_mac = [0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01];
         let builder = guest_builder(&g.kernel)
             .fast_boot_options(true)
+            .network(vmz::Network::socket(link_a))
             .network(
                 vmz::Network::nat()
                     .forward(vmz::Protocol::Tcp, port, 8080)
                     .forward(vmz::Protocol::Udp, udp_port, 5353),
             )
-            .network(vmz::Network::socket(vm_end).mac("52:54:00:AA:BB:02"))
-            .network(vmz::Network::socket(link_a));
+            .network(vmz::Network::socket(vm_end).mac("52:54:00:AA:BB:02"));
         common::boot_with(builder, |console| {
             // The TCP forward: 127.0.0.1:port -> an echo server in the guest.
-            console.send_line("net");
-            console.expect("vmz-guest: net 10.0.2.15", BOOT_TIMEOUT);
+            let before = console.text().len();
+            console.send_line(
+                "run ip link set lo up && ip link set eth1 up && udhcpc -q -n -t 5 -i eth1 -s /bin/udhcpc-script >/dev/null 2>&1 && ip -4 -o addr show eth1",
+            );
+            console.expect_after(before, "10.0.2.15/24", BOOT_TIMEOUT);
+            console.expect_after(before, "vmz-guest: run done rc=0", BOOT_TIMEOUT);
             console.send_line("run nc -ll -p 8080 -e /bin/cat &");
             console.expect("vmz-guest: run done", BOOT_TIMEOUT);
             let mut s = None;
@@ -479,9 +484,28 @@ fn port_forwards_and_socket_networks_to_the_test_and_between_two_vms() {
                 console.send_line(&format!("run {command}"));
                 console.expect_after(before, expect, BOOT_TIMEOUT);
             };
+            // Unchosen MACs: random, locally administered, different (a
+            // switch between several VMs needs them apart; a direct pair
+            // works even with equal ones).
+            let mac_of = |console: &mut common::Console| {
+                let before = console.text().len();
+                console.send_line("run echo \"mac [$(cat /sys/class/net/eth0/address)]\"");
+                console.expect_after(before, "vmz-guest: run done rc=0", BOOT_TIMEOUT);
+                let text = console.text()[before..].to_string();
+                let mac = text
+                    .split_once("mac [")
+                    .and_then(|(_, rest)| rest.split_once(']'))
+                    .map(|(mac, _)| mac.to_string())
+                    .unwrap_or_else(|| panic!("no MAC in {text:?}"));
+                let first = u8::from_str_radix(&mac[..2], 16).unwrap();
+                assert_eq!(first & 3, 2, "{mac} is not locally administered unicast");
+                mac
+            };
+            let (mac_a, mac_b) = (mac_of(console), mac_of(&mut console_b));
+            assert_ne!(mac_a, mac_b, "the two VMs' NICs share a MAC");
             run(
                 console,
-                "ip link set eth2 up && ip addr add 169.254.2.1/24 dev eth2",
+                "ip link set eth0 up && ip addr add 169.254.2.1/24 dev eth0",
                 "vmz-guest: run done rc=0",
             );
             run(
@@ -554,7 +578,7 @@ fn udp_forward_checks(console: &mut common::Console, udp_port: u16) {
     assert_eq!(back, format!("echo:{sent}"));
 }
 
-/// The guest (eth1, 169.254.1.2) and this test (169.254.1.1, `my_mac`)
+/// The guest (eth2, 169.254.1.2) and this test (169.254.1.1, `my_mac`)
 /// exchange Ethernet frames over a datagram socket.
 fn harness_link_checks(
     console: &mut common::Console,
@@ -564,7 +588,7 @@ fn harness_link_checks(
 ) {
     let before = console.text().len();
     console.send_line(
-        "run ip link set eth1 up && ip addr add 169.254.1.2/24 dev eth1 && (ping -c 1 -W 5 169.254.1.1 >/dev/null 2>&1 &)",
+        "run ip link set eth2 up && ip addr add 169.254.1.2/24 dev eth2 && (ping -c 1 -W 5 169.254.1.1 >/dev/null 2>&1 &)",
     );
     console.expect_after(before, "vmz-guest: run done rc=0", BOOT_TIMEOUT);
     harness.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();

@@ -332,6 +332,18 @@ func testKernelCache() {
           "this process reuses the other process's entry (inode \(childInode ?? 0) -> \(inode(here ?? "") ?? 0))")
 }
 
+func testRandomMAC() {
+    var seen = Set<String>()
+    for _ in 0..<100 {
+        let mac = Network.randomMAC()
+        seen.insert(mac)
+        let first = UInt8(mac.prefix(2), radix: 16) ?? 0xff
+        check(first & 0x03 == 0x02, "\(mac): locally administered unicast")
+        check((try? Network.parseMAC(mac, what: "test")) == mac, "\(mac): a MAC the config accepts, as written")
+    }
+    check(seen.count == 100, "random MACs differ (\(seen.count) of 100)")
+}
+
 #if os(Linux)
 /// The QEMU engine's vsock choices and arguments. The kernel backend
 /// (vhost-vsock) cannot run on our machines (no /dev/vhost-vsock): these
@@ -420,6 +432,7 @@ struct BridgeTests {
         testConfig()
         testDiskFormats()
         testABIArray()
+        testRandomMAC()
         #if os(Linux)
         testVsockBackend()
         #endif
