@@ -276,17 +276,31 @@ fn a_virtiofsd_that_dies_ends_its_vm_with_an_error_naming_the_share() {
     let before = Resources::now();
     {
         let (console, input, output) = Console::new();
-        let config = shares_config(&[Share::new(&dir.0, "work")], (input, output));
+        // Beside the share whose daemon dies, a multi-directory one: its
+        // daemon, started in a mount namespace of its own, runs and keeps
+        // its name (also through the descriptor path on Linux >= 6.14).
+        let config = shares_config(
+            &[
+                Share::new(&dir.0, "work"),
+                Share::directories("multi").directory("d", &dir.0, true),
+            ],
+            (input, output),
+        );
         let vm = Machine::new(&config).unwrap();
         drop(config);
         vm.start().unwrap();
         console.expect(MARKER, BOOT_TIMEOUT);
         let comm =
             |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let daemon = common::children()
+        let daemons: Vec<u32> = common::children()
             .into_iter()
-            .find(|&p| comm(p).starts_with("virtiofsd"))
-            .expect("a virtiofsd child");
+            .filter(|&p| comm(p).starts_with("virtiofsd"))
+            .collect();
+        assert_eq!(daemons.len(), 2, "two virtiofsd by name: {daemons:?}");
+        let daemon = processes_mentioning(dir.0.to_str().unwrap())
+            .into_iter()
+            .find(|p| daemons.contains(p))
+            .expect("the virtiofsd of share 0");
         // SAFETY: kill has no memory preconditions; the pid is our child.
         assert_eq!(unsafe { libc::kill(daemon as i32, libc::SIGKILL) }, 0);
         let exit = common::wait(&vm, BOOT_TIMEOUT);

@@ -50,12 +50,30 @@ struct request {
 
 extern char **environ;
 
-/* execv(r->path), or through r->exec_fd when the mounts made one. */
+/* execv(r->path), unless the mounts hid the program that r->exec_fd
+ * holds: then through that descriptor. By name where possible: before
+ * Linux 6.14 a program run from a descriptor is named after its number
+ * ("7" in ps), and an ELF program so keeps no descriptor of itself. */
 static void exec_program(const struct request *r) {
-    if (r->exec_fd >= 0)
-        syscall(SYS_execveat, r->exec_fd, "", r->argv, environ, AT_EMPTY_PATH);
-    else
+    int fd = r->exec_fd;
+    struct stat held, named;
+    if (fd < 0) {
         execv(r->path, r->argv);
+        return;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (fstat(fd, &held) == 0 && stat(r->path, &named) == 0 && held.st_dev == named.st_dev &&
+        held.st_ino == named.st_ino) {
+        execv(r->path, r->argv);
+        return;
+    }
+    syscall(SYS_execveat, fd, "", r->argv, environ, AT_EMPTY_PATH);
+    if (errno == ENOENT) {
+        /* A script: its interpreter reads it through /dev/fd/N, which
+         * must stay open. */
+        fcntl(fd, F_SETFD, 0);
+        syscall(SYS_execveat, fd, "", r->argv, environ, AT_EMPTY_PATH);
+    }
 }
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -200,8 +218,8 @@ static int make_mounts(struct request *r) {
     }
     r->which = -1;
     /* The program too may be below the root (a VMZ_VIRTIOFSD in /tmp):
-     * it runs from a descriptor opened now (not close-on-exec, which a
-     * script's interpreter needs), above the child's descriptor range. */
+     * then it runs from a descriptor opened now (exec_program), kept
+     * above the child's descriptor range. */
     r->step = VMZ_MOUNT_STEP_PROGRAM;
     int exec_fd = open(r->path, O_PATH);
     if (exec_fd < 0)
