@@ -328,8 +328,27 @@ fn vsock_both_ways_and_its_errors() {
 
         balloon_checks(&vm, &mut console);
 
-        // After the end: typed errors, no hang.
+        // A connect still waiting when the VM ends (the guest's vsock
+        // driver unloaded, so nobody answers) is answered by the end, at
+        // once, with InvalidState: not by its 60 s timeout, nor as refused.
+        let before = console.text().len();
+        console.send_line("run rmmod vmw_vsock_virtio_transport");
+        console.expect_after(before, "vmz-guest: run done rc=0", BOOT_TIMEOUT);
+        let pending = vm.vsock_connect_async_timeout(5000, Duration::from_secs(60));
+        let mut pending = Box::pin(pending);
+        use std::future::Future;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(pending.as_mut().poll(&mut cx).is_pending());
+        let t = std::time::Instant::now();
         common::force_stop(&vm).unwrap();
+        let e = common::within("a connect pending at the VM's end", BOOT_TIMEOUT, || {
+            pollster::block_on(pending)
+        })
+        .expect_err("the VM ended");
+        assert_eq!(e.code(), ErrorCode::InvalidState, "{e}");
+        assert!(t.elapsed() < Duration::from_secs(30), "{e}");
+
+        // After the end: typed errors, no hang.
         let e = vm.set_memory_target(128 << 20).expect_err("after the end");
         assert_eq!(e.code(), ErrorCode::InvalidState, "{e}");
         let e = vm.vsock_connect(5000).expect_err("connect after the end");
