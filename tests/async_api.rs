@@ -142,8 +142,11 @@ async fn the_async_api_on_tokio_with_an_async_console() {
             .await
             .unwrap();
         read_until("vmz-guest: vsock listening on 5000", &mut seen).await;
-        let stream = bounded(vm.vsock_connect_async(5000), BOOT_TIMEOUT, "vsock connect")
+        // The future borrows nothing: it runs as a task of its own.
+        let task = tokio::spawn(vm.vsock_connect_async(5000));
+        let stream = bounded(task, BOOT_TIMEOUT, "vsock connect")
             .await
+            .unwrap()
             .expect("connect to the guest");
         assert_eq!(stream.port(), 5000);
         stream.set_nonblocking(true).unwrap();

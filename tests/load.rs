@@ -62,6 +62,10 @@ const _: fn() = || {
     send_sync::<vmz::BridgeError>();
     send_sync::<Event>();
     send_sync::<Exit>();
+    send_sync::<vmz::VsockStream>();
+    send_sync::<vmz::VsockListener<'static>>();
+    send_sync::<vmz::VsockConnect>();
+    send_sync::<vmz::VsockAccept<'static>>();
 };
 
 #[test]
