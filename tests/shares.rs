@@ -198,14 +198,8 @@ fn host_and_guest_exchange_files_and_a_read_only_share_refuses_writes() {
 
         check_multi_directory_share(&mut console, &multi_rw, &multi_ro, &mounts_before);
 
-        console.send_line("poweroff");
-        let exit = common::wait(&vm, BOOT_TIMEOUT);
-        assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
-        // The VM's end was reported after its daemons were killed and
-        // reaped (these ones would never end by themselves).
-        assert!(common::children().is_empty(), "a virtiofsd outlived its VM");
-        drop(vm);
-        console.close();
+        // These daemons would never end by themselves.
+        power_off_with_daemons_reaped(vm, console);
     });
     assert!(
         processes_mentioning(dir.0.to_str().unwrap()).is_empty(),
@@ -217,6 +211,17 @@ fn host_and_guest_exchange_files_and_a_read_only_share_refuses_writes() {
         "a mount is left"
     );
     before.assert_restored();
+}
+
+/// Has the guest power off, and checks that the VM's end was reported
+/// after its daemons were killed and reaped.
+fn power_off_with_daemons_reaped(vm: Machine, mut console: Console) {
+    console.send_line("poweroff");
+    let exit = common::wait(&vm, BOOT_TIMEOUT);
+    assert!(matches!(exit, Exit::PoweredOff), "{exit:?}");
+    assert!(common::children().is_empty(), "a virtiofsd outlived its VM");
+    drop(vm);
+    console.close();
 }
 
 /// The share "multi" of the exchange test: its two directories under one
@@ -542,4 +547,137 @@ fn virtiofsd_and_qemu_die_with_a_sigkilled_host() {
         processes_mentioning(&needle).is_empty(),
         "a virtiofsd (or its sandboxed child) outlived its host"
     );
+}
+
+/// The guest side of `a_user_shares_several_directories_through_a_user_namespace`,
+/// run as an unprivileged user: boots the guest named by the environment
+/// (no make-guest.sh, which this user may not reach) with a share of two
+/// directories, and checks them from the guest.
+#[test]
+#[ignore = "helper process, run by a_user_shares_several_directories_through_a_user_namespace"]
+fn share_user() {
+    let env = |k: &str| PathBuf::from(std::env::var_os(k).unwrap());
+    let dir = env("VMZ_TEST_SHARE_DIR");
+    let (mut console, input, output) = Console::new();
+    let config = vmz::Config::builder(env("VMZ_TEST_KERNEL"))
+        .initrd(env("VMZ_TEST_INITRD"))
+        .command_line(std::env::var("VMZ_TEST_CMDLINE").unwrap())
+        .memory_mib(256)
+        .nat(false)
+        .share(
+            Share::directories("multi")
+                .directory("rw", dir.join("rw"), false)
+                .directory("ro", dir.join("ro"), true),
+        )
+        .serial_input(input)
+        .serial_output(output)
+        .build()
+        .unwrap();
+    config.validate().unwrap();
+    let vm = Machine::new(&config).unwrap();
+    drop(config);
+    common::start(&vm).unwrap();
+    console.expect(MARKER, BOOT_TIMEOUT);
+    // The daemon runs in a user namespace of its own.
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    let daemon = common::children()
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.starts_with("virtiofsd"))
+        })
+        .expect("a virtiofsd child");
+    assert_ne!(ns(&daemon.to_string()), ns("self"), "no user namespace");
+    console.ask("share-mount multi", "vmz-guest: share-mount multi ok");
+    console.ask(
+        "share-read multi ro/b.txt",
+        "vmz-guest: share-read multi/ro/b.txt [read-only-for-the-user]",
+    );
+    console.ask(
+        "share-write multi rw/new.txt from-a-user",
+        "vmz-guest: share-write multi/rw/new.txt ok",
+    );
+    console.ask(
+        "share-write multi ro/new.txt nope",
+        "vmz-guest: share-write multi/ro/new.txt failed",
+    );
+    power_off_with_daemons_reaped(vm, console);
+    println!("USER-SHARE-OK");
+}
+
+/// A user without root gets a multi-directory share through an
+/// unprivileged user namespace. Run as root, the test drops to `nobody`
+/// (setpriv) in a copy of the test binary, the guest and virtiofsd that
+/// `nobody` can read; run as a user, the exchange test already takes that
+/// path.
+#[test]
+fn a_user_shares_several_directories_through_a_user_namespace() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = common::serial();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: not root (the exchange test runs the user-namespace path itself)");
+        return;
+    }
+    let g = common::guest();
+    let dir = temp_dir("user");
+    let nobody = 65534;
+    let open = |p: &Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    open(&dir.0, 0o755);
+    let copy = |from: &Path, name: &str| {
+        let to = dir.0.join(name);
+        std::fs::copy(from, &to).unwrap();
+        open(&to, 0o755);
+        to
+    };
+    let bin = copy(&std::env::current_exe().unwrap(), "test-bin");
+    let kernel = copy(&g.kernel, "vmlinux");
+    let initrd = copy(&g.initrd, "initrd.img");
+    let virtiofsd = copy(&real_virtiofsd(), "virtiofsd");
+    let rw = subdir(&dir.0, "rw");
+    let ro = subdir(&dir.0, "ro");
+    std::fs::write(ro.join("b.txt"), "read-only-for-the-user").unwrap();
+    for d in [&rw, &ro] {
+        std::os::unix::fs::chown(d, Some(nobody), Some(nobody)).unwrap();
+    }
+    if !std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("SKIPPED: no setpriv (util-linux) to run as nobody");
+        return;
+    }
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["share_user", "--exact", "--ignored", "--nocapture"])
+        .env("VMZ_TEST_SHARE_DIR", &dir.0)
+        .env("VMZ_TEST_KERNEL", &kernel)
+        .env("VMZ_TEST_INITRD", &initrd)
+        .env("VMZ_TEST_CMDLINE", &g.cmdline)
+        .env("VMZ_VIRTIOFSD", &virtiofsd)
+        .env("HOME", &dir.0)
+        .current_dir(&dir.0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let done = common::child::Running::spawn(&mut cmd).finish(
+        common::BOOT_TIMEOUT * 3,
+        "the guest of a user's multi-directory share",
+    );
+    assert!(
+        done.status.success() && done.stdout.contains("USER-SHARE-OK"),
+        "{:?}\n--- stdout:\n{}\n--- stderr:\n{}",
+        done.status,
+        done.stdout,
+        done.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(rw.join("new.txt")).unwrap(),
+        "from-a-user"
+    );
+    assert!(!ro.join("new.txt").exists());
 }
