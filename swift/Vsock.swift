@@ -137,9 +137,9 @@ extension Machine {
                     return
                 }
                 if inCall {
-                    self.onQueueLater { self.vsockConnects.answer(id, result) }
+                    self.onQueueLater { self.vsockConnects.answer(id, self.endedFailure(result)) }
                 } else {
-                    self.vsockConnects.answer(id, result)
+                    self.vsockConnects.answer(id, self.endedFailure(result))
                 }
             }
             inCall = false
@@ -148,6 +148,16 @@ extension Machine {
                 throw refusal
             }
         }
+    }
+
+    /// A connect that failed while the VM is ending or has ended failed
+    /// because of that (a dying backend answers before the end is
+    /// reported): INVALID_STATE, as for the connects the end answers.
+    private func endedFailure(_ result: Result<Int32, BridgeError>) -> Result<Int32, BridgeError> {
+        guard case .failure(let e) = result else { return result }
+        let state = currentState
+        guard state == VMZ_STATE_STOPPING || state == VMZ_STATE_STOPPED || state == VMZ_STATE_ERROR else { return result }
+        return .failure(BridgeError(VMZ_ERROR_INVALID_STATE, "the VM ended (\(stateName(state))) before the vsock connect completed: \(e.message)"))
     }
 
     func vsockListen(port: UInt32, callback: @escaping VMZVsockAcceptCallback, context: UnsafeMutableRawPointer?) throws {

@@ -329,8 +329,9 @@ fn vsock_both_ways_and_its_errors() {
         balloon_checks(&vm, &mut console);
 
         // A connect still waiting when the VM ends (the guest's vsock
-        // driver unloaded, so nobody answers) is answered by the end, at
-        // once, with InvalidState: not by its 60 s timeout, nor as refused.
+        // driver unloaded, so nobody answers) is answered at the end, at
+        // once, with InvalidState: not by its 60 s timeout, nor as refused
+        // (the dying daemon's answer may come before the end is reported).
         let before = console.text().len();
         console.send_line("run rmmod vmw_vsock_virtio_transport");
         console.expect_after(before, "vmz-guest: run done rc=0", BOOT_TIMEOUT);
