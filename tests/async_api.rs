@@ -176,11 +176,18 @@ async fn the_async_api_on_tokio_with_an_async_console() {
         // Cancelled: connects polled once, then dropped before their
         // answer. The connections the bridge makes anyway are closed when
         // the answers come (the Resources check at the end sees a leak).
+        // (An answer may beat the first poll on a busy machine: then the
+        // stream is dropped; most are still pending.)
+        let mut pending = 0;
         for _ in 0..4 {
             let mut f = std::pin::pin!(vm.vsock_connect_async(5000));
             let mut cx = Context::from_waker(Waker::noop());
-            assert!(f.as_mut().poll(&mut cx).is_pending(), "answered at once");
+            pending += usize::from(f.as_mut().poll(&mut cx).is_pending());
         }
+        assert!(
+            pending > 0,
+            "every connect was answered before its first poll"
+        );
 
         // The guest connects to the host: accepted as a future.
         to_guest
