@@ -338,8 +338,8 @@ impl Machine {
     /// resolves to the stream, or to the same errors as
     /// [`vsock_connect`](Machine::vsock_connect) (the guest has 10 s to
     /// answer). It needs no runtime (the bridge wakes it), so it works from
-    /// tokio, async-std, `pollster::block_on` or a hand-written executor,
-    /// and may be awaited from a task that runs in an event handler.
+    /// tokio, async-std, `pollster::block_on` or a hand-written executor.
+    /// It borrows nothing (`'static`, `Send`: `tokio::spawn` takes it).
     /// Dropping it early closes the connection when it arrives.
     ///
     /// ```no_run
