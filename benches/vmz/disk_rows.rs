@@ -314,6 +314,9 @@ impl DiskReference {
         let listener = UnixListener::bind(&path).context("bind the virtiofsd socket")?;
         let client = UnixStream::connect(&path).context("connect to the virtiofsd socket")?;
         std::fs::remove_file(&path).context("remove the socket's name")?;
+        // As from vmz: one pipe as both processes' stderr, read to its end.
+        let (mut err_r, err_w) = std::io::pipe().context("pipe")?;
+        std::thread::spawn(move || std::io::copy(&mut err_r, &mut std::io::sink()));
 
         let argv = self.virtiofsd_for(&ws.share)?;
         let mut cmd = Command::new(&argv[0]);
@@ -323,6 +326,7 @@ impl DiskReference {
             .stderr(Stdio::null());
         let mut fds = Inherit::default();
         fds.add(OwnedFd::from(listener), self.listener_fd);
+        fds.add(err_w.try_clone().context("dup")?.into(), 2);
         fds.apply(&mut cmd);
         let spawned = cmd.spawn();
         drop(fds);
@@ -333,6 +337,7 @@ impl DiskReference {
             fds.add(fd, target);
         }
         fds.add(OwnedFd::from(client), self.share_fd);
+        fds.add(err_w.into(), 2);
         let (qemu, _) = QemuRun::boot_reference_inheriting(&self.qemu, "disks", fds)?;
         Ok(ReferenceRun {
             qemu,

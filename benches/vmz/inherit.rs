@@ -19,7 +19,8 @@ pub(crate) struct Inherit {
 }
 
 impl Inherit {
-    /// The child gets `fd` as descriptor `target` (3 or more).
+    /// The child gets `fd` as descriptor `target` (0-2 replace the standard
+    /// stream the `Command` set up).
     pub(crate) fn add(&mut self, fd: OwnedFd, target: i32) -> &mut Inherit {
         self.fds.push((fd, target));
         self
