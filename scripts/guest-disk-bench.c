@@ -12,11 +12,14 @@
  *   disk-bench rand DEV read|write SPAN_MIB OPS SECONDS
  *       4 KiB reads (or writes, no sync) at random 4 KiB-aligned offsets in
  *       the first SPAN_MIB MiB, until OPS are done or SECONDS have passed:
- *       "vmz-bench: rand-read dev=DEV ops=N us=T"
+ *       "vmz-bench: rand-read dev=DEV ops=N us=T"; writes end with an
+ *       untimed fdatasync, so that the next measurement starts clean
  *   disk-bench fsync DEV OPS SECONDS
  *       4 KiB write + fdatasync, repeated (offsets cycling through the first
  *       MiB), until OPS are done or SECONDS have passed:
- *       "vmz-bench: fsync dev=DEV ops=N us=T"
+ *       "vmz-bench: fsync dev=DEV ops=N us=T"; that MiB is written and
+ *       flushed once before (untimed), so that every timed write overwrites
+ *       (a first write to a sparse image also allocates on the host)
  *   disk-bench time NAME COMMAND [ARG...]
  *       run COMMAND, and time it: "vmz-bench: NAME rc=R us=T"
  *   disk-bench readtree NAME DIR
@@ -120,6 +123,7 @@ static int rand_io(const char *dev, int write, long span_mib, long ops, long sec
     }
     printf("vmz-bench: rand-%s dev=%s ops=%ld us=%lld\n", write ? "write" : "read", dev, done,
            now_us() - t);
+    if (write && fdatasync(fd) != 0) return fail("rand fdatasync");
     close(fd);
     return 0;
 }
@@ -127,8 +131,9 @@ static int rand_io(const char *dev, int write, long span_mib, long ops, long sec
 static int fsync_loop(const char *dev, long ops, long seconds) {
     char path[64];
     int fd = open_dev(dev, path, sizeof path);
-    char *buf = buffer(BLOCK);
+    char *buf = buffer(MIB);
     if (fd < 0 || !buf) return fail(path);
+    if (full_io(fd, 1, buf, MIB, 0) != 0 || fdatasync(fd) != 0) return fail("fsync warm-up");
     long long t = now_us(), end = t + seconds * 1000000LL;
     long done = 0;
     while (done < ops && now_us() < end) {
