@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 use vmz::{Config, GuestArchitecture, Machine};
 
+#[path = "vmz/tied.rs"]
+mod tied;
+
 const USERSPACE: &str = "VMZ-GUEST-USERSPACE";
 const MARKER: &str = "VMZ-GUEST-READY";
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -137,13 +140,12 @@ fn boot_vmz(g: &Guest) -> Result<(f64, f64)> {
 /// killed after.
 fn boot_qemu(args: &[String]) -> Result<(f64, f64)> {
     let t0 = Instant::now();
-    let mut child: Child = Command::new(&args[0])
-        .args(&args[1..])
+    let mut cmd = Command::new(&args[0]);
+    cmd.args(&args[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", args[0]))?;
+        .stderr(Stdio::null());
+    let mut child: Child = tied::spawn_tied(cmd).map_err(|e| format!("{}: {e}", args[0]))?;
     let out = Output::collect(child.stdout.take().unwrap());
     let times = out
         .wait_for(USERSPACE, t0)

@@ -89,13 +89,12 @@ impl VsockDaemon {
             .context(&format!("create {}", dir.display()))?;
         let argv = args.rewritten(&dir);
         let log = std::fs::File::create(dir.join("daemon.log")).context("daemon.log")?;
-        let child = Command::new(&argv[0])
-            .args(&argv[1..])
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("daemon.log")?)
-            .stderr(log)
-            .spawn()
-            .context(&format!("spawn {}", argv[0]));
+            .stderr(log);
+        let child = tied::spawn_tied(cmd).context(&format!("spawn {}", argv[0]));
         let mut daemon = VsockDaemon { child: child?, dir };
         let socket = daemon.dir.join("vhost.sock");
         let deadline = Instant::now() + STEP_TIMEOUT;

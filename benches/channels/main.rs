@@ -82,6 +82,8 @@ mod report;
 #[allow(dead_code)]
 #[path = "../vmz/stats.rs"]
 mod stats;
+#[path = "../vmz/tied.rs"]
+mod tied;
 #[allow(dead_code)]
 #[path = "../vmz/vmz_run.rs"]
 mod vmz_run;

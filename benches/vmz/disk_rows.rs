@@ -328,7 +328,7 @@ impl DiskReference {
         fds.add(OwnedFd::from(listener), self.listener_fd);
         fds.add(err_w.try_clone().context("dup")?.into(), 2);
         fds.apply(&mut cmd);
-        let spawned = cmd.spawn();
+        let spawned = tied::spawn_tied(cmd);
         drop(fds);
         let virtiofsd = Daemon(spawned.context("spawn virtiofsd")?);
 

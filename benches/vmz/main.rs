@@ -63,6 +63,7 @@ mod rows;
 mod share_tree;
 mod stats;
 mod table_rows;
+mod tied;
 mod vmz_run;
 
 use boot::*;

@@ -180,7 +180,7 @@ impl QemuRun {
             .stderr(Stdio::null());
         fds.apply(&mut cmd);
         let t0 = Instant::now();
-        let spawned = cmd.spawn();
+        let spawned = tied::spawn_tied(cmd);
         drop(fds);
         let mut child = spawned.context(&format!("spawn {program}"))?;
         let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
