@@ -14,7 +14,11 @@
 #   cmdline             print the kernel command line, in brackets
 #   ignore-powerbutton  from now on, ignore the ACPI power button
 #   net                 configure eth0 by DHCP from QEMU's user network
-#   cat-bytes N         print N bytes of 'x', then "vmz-guest: cat done"
+#   make-bytes N        write N bytes of 'x' to /tmp/bytes-N (untimed, so
+#                       that cat-bytes then times the console alone):
+#                       "vmz-guest: make-bytes done"
+#   cat-bytes N         print N bytes of 'x' (from /tmp/bytes-N if made),
+#                       then "vmz-guest: cat done"
 #   hwrng N             read N bytes from /dev/hwrng, print how many arrived
 #   port NAME           answer lines on the virtio-console port NAME with
 #                       "port NAME: <line>" (in the background)
@@ -187,8 +191,19 @@ while IFS= read -r line; do
         else
             echo "vmz-guest: net failed"
         fi ;;
+    make-bytes\ *)
+        n=${line#make-bytes }
+        head -c "$n" /dev/zero | tr '\0' x >"/tmp/bytes-$n"
+        echo "vmz-guest: make-bytes done" ;;
     cat-bytes\ *)
-        head -c "${line#cat-bytes }" /dev/zero | tr '\0' x
+        # Generating the bytes costs the emulated CPU as much as printing
+        # them (about 13 MB/s against 11 on hvc0): cat a file made before.
+        n=${line#cat-bytes }
+        if [ -e "/tmp/bytes-$n" ]; then
+            cat "/tmp/bytes-$n"
+        else
+            head -c "$n" /dev/zero | tr '\0' x
+        fi
         echo
         echo "vmz-guest: cat done" ;;
     hwrng\ *)
