@@ -70,7 +70,10 @@ impl VsockStream {
     }
 
     /// Shuts down reading, writing or both (the guest reads end-of-file
-    /// after `Shutdown::Write`).
+    /// after `Shutdown::Write`). On Linux with the user-space backend
+    /// (`vhost-device-vsock`), `Shutdown::Write` closes the whole
+    /// connection: the guest's answer after it never arrives (README,
+    /// "vsock").
     pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
         self.inner.shutdown(how)
     }
