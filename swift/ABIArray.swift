@@ -1,5 +1,6 @@
 // Arrays of structs passed through the C ABI as (pointer, count) pairs
-// (VMZConfig.disks, .shares): every element starts with `uint32_t
+// (VMZConfig's disks, shares and their directories, networks and their port
+// forwards, serial ports): every element starts with `uint32_t
 // struct_size`, the size of the struct as the caller was compiled.
 
 /// Copies `count` caller structs from `base` into `T`s. The caller's

@@ -42,22 +42,14 @@ struct SerialPort {
     /// The ports of a config (already copied to the ABI's full size).
     static func parse(_ c: VMZConfig) throws -> [SerialPort] {
         let count = Int(c.serial_port_count)
-        if count == 0 { return [] }
-        guard let base = c.serial_ports else {
-            throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "serial_ports is NULL but serial_port_count is \(count)")
-        }
         guard count <= maxCount else {
             throw BridgeError(VMZ_ERROR_DEVICE, "\(count) serial ports; at most \(maxCount) are supported")
         }
+        let raws = try readABIArray(
+            UnsafeRawPointer(c.serial_ports), count: c.serial_port_count, as: VMZSerialPort.self,
+            minimumSize: MemoryLayout<VMZSerialPort>.offset(of: \VMZSerialPort.fd)! + 4, what: "serial ports")
         var ports: [SerialPort] = []
-        let minimum = MemoryLayout<VMZSerialPort>.offset(of: \VMZSerialPort.fd)! + 4
-        for i in 0..<count {
-            let raw = base[i]
-            guard Int(raw.struct_size) >= minimum else {
-                throw BridgeError(
-                    VMZ_ERROR_INVALID_ARGUMENT,
-                    "serial port \(i): struct_size is \(raw.struct_size), expected at least \(minimum)")
-            }
+        for (i, raw) in raws.enumerated() {
             // NULL and UTF-8 checked here, emptiness by checkName (its
             // message gives the bounds)
             guard let name = try cString(raw.name, VMZ_ERROR_DEVICE, "serial port \(i): name", required: false)

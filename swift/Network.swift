@@ -33,20 +33,14 @@ struct Network {
         var out: [Network] = []
         if c.enable_nat { out.append(Network(kind: .nat, mac: nil, fd: -1, forwards: [])) }
         let count = Int(c.network_count)
-        if count == 0 { return out }
-        guard let base = c.networks else {
-            throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "networks is NULL but network_count is \(count)")
-        }
         guard out.count + count <= maxCount else {
             throw BridgeError(VMZ_ERROR_DEVICE, "\(out.count + count) network devices; at most \(maxCount) are supported")
         }
-        let minimum = MemoryLayout<VMZNetwork>.size
-        for i in 0..<count {
-            let raw = base[i]
+        let raws = try readABIArray(
+            UnsafeRawPointer(c.networks), count: c.network_count, as: VMZNetwork.self,
+            minimumSize: MemoryLayout<VMZNetwork>.size, what: "networks")
+        for (i, raw) in raws.enumerated() {
             let what = "network \(i)"
-            guard Int(raw.struct_size) >= minimum else {
-                throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "\(what): struct_size is \(raw.struct_size), expected at least \(minimum)")
-            }
             var net = Network(kind: .nat, mac: nil, fd: -1, forwards: [])
             switch raw.kind {
             case UInt32(VMZ_NETWORK_NAT.rawValue): net.kind = .nat
@@ -102,19 +96,12 @@ struct Network {
     }
 
     private static func parseForwards(_ raw: VMZNetwork, what: String, taken: [PortForward]) throws -> [PortForward] {
-        let count = Int(raw.port_forward_count)
-        if count == 0 { return [] }
-        guard let base = raw.port_forwards else {
-            throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "\(what): port_forwards is NULL but port_forward_count is \(count)")
-        }
+        let raws = try readABIArray(
+            UnsafeRawPointer(raw.port_forwards), count: raw.port_forward_count, as: VMZPortForward.self,
+            minimumSize: MemoryLayout<VMZPortForward>.size, what: "\(what): port forwards")
         var out: [PortForward] = []
-        let minimum = MemoryLayout<VMZPortForward>.size
-        for i in 0..<count {
-            let f = base[i]
+        for (i, f) in raws.enumerated() {
             let fw = "\(what), port forward \(i)"
-            guard Int(f.struct_size) >= minimum else {
-                throw BridgeError(VMZ_ERROR_INVALID_ARGUMENT, "\(fw): struct_size is \(f.struct_size), expected at least \(minimum)")
-            }
             guard f.protocol == UInt32(VMZ_PROTOCOL_TCP.rawValue) || f.protocol == UInt32(VMZ_PROTOCOL_UDP.rawValue) else {
                 throw BridgeError(VMZ_ERROR_DEVICE, "\(fw): unknown protocol \(f.protocol) (VMZ_PROTOCOL_TCP or VMZ_PROTOCOL_UDP)")
             }
