@@ -189,7 +189,7 @@ fn run(opts: &Options) -> BenchResult<String> {
     // The per-pair ratios themselves, for channels.json.
     let rows = table_rows(opts, &samples);
     add_pair_ratios(&mut samples, &rows, |k| k.replace(".vmz_", ".pair_ratio_"));
-    let table = table(&samples, &table_rows(opts, &samples));
+    let table = table(&samples, &rows);
     finish(
         &opts.out_dir,
         ("channels", "channels"),

@@ -596,7 +596,7 @@ pub(crate) fn run_disks(opts: &DiskOptions) -> BenchResult<String> {
     add_pair_ratios(&mut samples, &rows, |k| {
         k.replace("disks.vmz.", "disks.pair_ratio.")
     });
-    let table = table(&samples, &disk_rows(opts, &tree, &samples));
+    let table = table(&samples, &rows);
     let meta = [
         ("runs", opts.runs.to_string()),
         ("seq_mib", opts.seq_mib.to_string()),
